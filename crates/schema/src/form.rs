@@ -1,0 +1,357 @@
+//! Forms: what a submission file of each kind must carry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{normalize_label, Divisions, Error, Result};
+
+/// How often a form is reported; monthly and quarterly values are year-to-date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Frequency {
+    Monthly,
+    Quarterly,
+    Annual,
+    Event,
+}
+
+/// The type of a form column, as the contract names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    Text,
+    CreditCode,
+    CountyCode,
+    /// 万元, decimal `>= 0`, exact to 4 decimals.
+    Amount,
+    /// A decimal with optional bounds (`min`, `min_exclusive`).
+    Decimal,
+    Count,
+    Bool,
+    Date,
+    Timestamp,
+    PeriodMonth,
+    PeriodQuarter,
+    PeriodYear,
+    Enum,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnumValue {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    pub name: String,
+    /// The Chinese label used as a header on the official form.
+    pub label: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    #[serde(default)]
+    pub optional: bool,
+    /// Value taken by a blank cell of an optional column.
+    pub default: Option<String>,
+    pub unit: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub values: Vec<EnumValue>,
+    /// Inclusive lower bound of a `decimal`.
+    pub min: Option<f64>,
+    /// Exclusive lower bound of a `decimal`.
+    pub min_exclusive: Option<f64>,
+}
+
+/// A cross-field rule, checked after each cell parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Rule {
+    /// `column <= le` whenever both are present.
+    LessOrEqual { column: String, le: String },
+    /// `column` must not be blank when `required_when.column` is one of `in`.
+    RequiredWhen {
+        column: String,
+        required_when: Condition,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub column: String,
+    #[serde(rename = "in")]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Form {
+    pub name: String,
+    pub title: String,
+    pub frequency: Frequency,
+    pub key: Vec<String>,
+    pub columns: Vec<Column>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    #[serde(skip)]
+    by_header: HashMap<String, usize>,
+}
+
+/// How well a header row fits a form.
+#[derive(Debug, Clone)]
+pub struct HeaderMatch {
+    /// For each file column, the form column it carries (None = unknown extra).
+    pub mapping: Vec<Option<usize>>,
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    pub matched: usize,
+}
+
+impl Column {
+    /// The id of an enumeration value given by id (any case) or Chinese label.
+    pub fn enum_id(&self, raw: &str) -> Option<&str> {
+        let n = normalize_label(raw);
+        self.values
+            .iter()
+            .find(|v| normalize_label(&v.id) == n || normalize_label(&v.label) == n)
+            .map(|v| v.id.as_str())
+    }
+}
+
+impl Form {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// The column a header cell names, by English name or Chinese label.
+    pub fn column_for_header(&self, header: &str) -> Option<&Column> {
+        self.by_header
+            .get(&normalize_label(header))
+            .map(|&i| &self.columns[i])
+    }
+
+    pub fn is_key(&self, column: &str) -> bool {
+        self.key.iter().any(|k| k == column)
+    }
+
+    /// Maps a header row onto this form's columns.
+    pub fn match_header(&self, headers: &[String]) -> HeaderMatch {
+        let mut seen = vec![false; self.columns.len()];
+        let mut mapping = Vec::with_capacity(headers.len());
+        let mut extra = Vec::new();
+        for h in headers {
+            match self.by_header.get(&normalize_label(h)) {
+                // A column named twice keeps its first occurrence; the second is extra.
+                Some(&i) if !seen[i] => {
+                    seen[i] = true;
+                    mapping.push(Some(i));
+                }
+                _ => {
+                    if !h.trim().is_empty() {
+                        extra.push(h.trim().to_string());
+                    }
+                    mapping.push(None);
+                }
+            }
+        }
+        let missing = self
+            .columns
+            .iter()
+            .zip(&seen)
+            .filter(|(c, s)| !c.optional && !**s)
+            .map(|(c, _)| format!("{} ({})", c.name, c.label))
+            .collect();
+        let matched = seen.iter().filter(|s| **s).count();
+        HeaderMatch {
+            mapping,
+            missing,
+            extra,
+            matched,
+        }
+    }
+
+    fn check(&mut self, path: &Path) -> Result<()> {
+        let bad = |message: String| Error::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        for (i, c) in self.columns.iter().enumerate() {
+            for h in [&c.name, &c.label] {
+                if self
+                    .by_header
+                    .insert(normalize_label(h), i)
+                    .is_some_and(|j| j != i)
+                {
+                    return Err(bad(format!("header '{h}' names two columns")));
+                }
+            }
+            if c.ty == ColumnType::Enum && c.values.is_empty() {
+                return Err(bad(format!("enum column '{}' lists no values", c.name)));
+            }
+        }
+        for k in &self.key {
+            match self.column(k) {
+                None => return Err(bad(format!("key column '{k}' is not a column"))),
+                Some(c) if c.optional => {
+                    return Err(bad(format!("key column '{k}' cannot be optional")))
+                }
+                _ => {}
+            }
+        }
+        if self.column("submitted_at").map(|c| c.ty) != Some(ColumnType::Timestamp) {
+            return Err(bad(
+                "every form needs a submitted_at timestamp column".into()
+            ));
+        }
+        for r in &self.rules {
+            let names = match r {
+                Rule::LessOrEqual { column, le } => vec![column, le],
+                Rule::RequiredWhen {
+                    column,
+                    required_when,
+                } => vec![column, &required_when.column],
+            };
+            if let Some(n) = names.into_iter().find(|n| self.column(n).is_none()) {
+                return Err(bad(format!("rule names unknown column '{n}'")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// All forms and the division table.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub forms: BTreeMap<String, Form>,
+    pub divisions: Divisions,
+}
+
+impl Catalog {
+    /// Loads `<dir>/forms/*.yaml` and `<dir>/divisions.csv`.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        Self::load_with_divisions(dir, &dir.join("divisions.csv"))
+    }
+
+    /// Loads the forms of `dir` with another division table (a province's, the nation's).
+    pub fn load_with_divisions(dir: &Path, divisions: &Path) -> Result<Self> {
+        let forms_dir = dir.join("forms");
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&forms_dir)
+            .map_err(io(&forms_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        paths.sort();
+        let mut forms = BTreeMap::new();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+            let mut form: Form = serde_yaml_ng::from_str(&text).map_err(|e| Error::Invalid {
+                path: p.clone(),
+                message: e.to_string(),
+            })?;
+            form.check(&p)?;
+            forms.insert(form.name.clone(), form);
+        }
+        if forms.is_empty() {
+            return Err(Error::Invalid {
+                path: forms_dir,
+                message: "no form YAML found".into(),
+            });
+        }
+        Ok(Catalog {
+            forms,
+            divisions: Divisions::load(divisions)?,
+        })
+    }
+
+    pub fn form(&self, name: &str) -> Option<&Form> {
+        self.forms.get(name)
+    }
+
+    /// Recognises the form of a header row: the one form whose required columns
+    /// are all present. Returns the form or a message for a person.
+    pub fn recognise(
+        &self,
+        headers: &[String],
+    ) -> std::result::Result<(&Form, HeaderMatch), String> {
+        let scored: Vec<(&Form, HeaderMatch)> = self
+            .forms
+            .values()
+            .map(|f| (f, f.match_header(headers)))
+            .collect();
+        let complete: Vec<&(&Form, HeaderMatch)> = scored
+            .iter()
+            .filter(|(_, m)| m.missing.is_empty())
+            .collect();
+        match complete.as_slice() {
+            [one] => return Ok((one.0, one.1.clone())),
+            [] => {}
+            many => {
+                let names: Vec<&str> = many.iter().map(|(f, _)| f.name.as_str()).collect();
+                return Err(format!(
+                    "the header fits more than one form ({}); name it with --form",
+                    names.join(", ")
+                ));
+            }
+        }
+        // No form is complete: if one form clearly fits best, name what it lacks.
+        let mut best: Vec<&(&Form, HeaderMatch)> =
+            scored.iter().filter(|(_, m)| m.matched > 0).collect();
+        best.sort_by_key(|(f, m)| {
+            (
+                std::cmp::Reverse(m.matched * 1000 / f.columns.len()),
+                f.name.clone(),
+            )
+        });
+        match best.first() {
+            Some((f, m)) if m.matched * 2 >= f.columns.iter().filter(|c| !c.optional).count() => {
+                Err(format!(
+                    "missing required columns of form {}: {}",
+                    f.name,
+                    m.missing.join(", ")
+                ))
+            }
+            _ => Err(format!(
+                "the header fits no form (columns: {}); name the form with --form",
+                headers.join(", ")
+            )),
+        }
+    }
+
+    /// Checks a header against a named form (`--form`).
+    pub fn against(
+        &self,
+        form: &str,
+        headers: &[String],
+    ) -> std::result::Result<(&Form, HeaderMatch), String> {
+        let f = self.form(form).ok_or_else(|| {
+            format!(
+                "unknown form '{form}' (known: {})",
+                self.forms.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        let m = f.match_header(headers);
+        if m.missing.is_empty() {
+            Ok((f, m))
+        } else {
+            Err(format!(
+                "missing required columns of form {}: {}",
+                f.name,
+                m.missing.join(", ")
+            ))
+        }
+    }
+}

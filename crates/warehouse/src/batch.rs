@@ -1,0 +1,682 @@
+//! One ingest batch, start to commit.
+//!
+//! ```text
+//!  recover ─▶ probe files ─▶ stream rows ─▶ conflicts & ─▶ commit audit/batches
+//!  (delete rows  (sha256: skip   (raw/<form>,   corrections    (one Delta commit:
+//!  of batches    what a past     audit/*:       (SQL over      the batch now
+//!  never         batch already   appended in    raw, this      exists for every
+//!  committed)    committed)      chunks)        batch + past)  reader)
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+use stmon_ingest::{Diagnostic, FileOutcome, Probe, Severity};
+use stmon_schema::Form;
+use tokio::runtime::Handle;
+
+use crate::tables::{batches_schema, diagnostics_schema, TableId, Warehouse};
+use crate::{Error, Result};
+
+/// What to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    pub paths: Vec<PathBuf>,
+    /// Read every file as this form (`--form`).
+    pub form: Option<String>,
+    /// Rows per Arrow batch handed over by the reader.
+    pub chunk_rows: usize,
+    /// Rows buffered per table before a Delta append (bounds memory).
+    pub commit_rows: usize,
+}
+
+impl IngestRequest {
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        IngestRequest {
+            paths,
+            form: None,
+            chunk_rows: 16_384,
+            commit_rows: 400_000,
+        }
+    }
+}
+
+/// The fate of one file of the batch.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+    pub encoding: Option<String>,
+    /// `loaded`, `rejected` (whole file), `unreadable`, or `skipped`.
+    pub status: String,
+    pub message: Option<String>,
+    pub outcome: FileOutcome,
+    pub corrected: u64,
+}
+
+/// Per-form totals of a batch, with the most frequent reasons for rejection.
+#[derive(Debug, Clone, Default)]
+pub struct FormSummary {
+    pub files: u64,
+    pub rows_read: u64,
+    pub accepted: u64,
+    pub corrected: u64,
+    pub rejected: u64,
+    pub warnings: u64,
+    /// (column, reason) → count, most frequent first.
+    pub reasons: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BatchReport {
+    /// None when there was nothing new to commit.
+    pub batch_id: Option<String>,
+    pub files: Vec<FileReport>,
+    /// Files neither CSV nor XLSX.
+    pub not_submissions: Vec<PathBuf>,
+    pub forms: BTreeMap<String, FormSummary>,
+    /// Batches that an interrupted run left behind and this run removed.
+    pub recovered: Vec<String>,
+}
+
+impl BatchReport {
+    pub fn unreadable(&self) -> impl Iterator<Item = &FileReport> {
+        self.files.iter().filter(|f| f.status == "unreadable")
+    }
+    pub fn rejected_rows(&self) -> u64 {
+        self.forms.values().map(|f| f.rejected).sum::<u64>()
+            + self.files.iter().filter(|f| f.status == "rejected").count() as u64
+    }
+}
+
+/// Progress events for a terminal display.
+pub enum Progress<'a> {
+    Start { files: usize, bytes: u64 },
+    File { path: &'a std::path::Path },
+    Bytes(u64),
+    Rows(u64),
+    Stage(&'a str),
+}
+
+fn new_batch_id(now: DateTime<Utc>) -> String {
+    format!(
+        "b{}-{}",
+        now.format("%Y%m%dT%H%M%S%3f"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+struct DeltaSink<'a> {
+    wh: &'a Warehouse,
+    handle: Handle,
+    batch_id: String,
+    commit_rows: usize,
+    pending: HashMap<String, (Vec<RecordBatch>, usize)>,
+    quarantine: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    reasons: HashMap<(String, String), u64>,
+    progress: &'a (dyn Fn(Progress) + Sync),
+}
+
+impl DeltaSink<'_> {
+    fn flush_form(&mut self, form: &str) -> Result<()> {
+        if let Some((batches, _)) = self.pending.remove(form) {
+            self.handle
+                .block_on(self.wh.append(&TableId::new("raw", form), batches))?;
+        }
+        Ok(())
+    }
+
+    fn flush_diagnostics(&mut self) -> Result<()> {
+        let now = Utc::now();
+        for (name, list) in [
+            ("quarantine", std::mem::take(&mut self.quarantine)),
+            ("warnings", std::mem::take(&mut self.warnings)),
+        ] {
+            if !list.is_empty() {
+                let batch = diagnostics_batch(&self.batch_id, &list, now)?;
+                self.handle
+                    .block_on(self.wh.append(&TableId::new("audit", name), vec![batch]))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<()> {
+        let forms: Vec<String> = self.pending.keys().cloned().collect();
+        for f in forms {
+            self.flush_form(&f)?;
+        }
+        self.flush_diagnostics()
+    }
+}
+
+impl stmon_ingest::Sink for DeltaSink<'_> {
+    fn rows(&mut self, form: &Form, batch: RecordBatch) -> std::result::Result<(), String> {
+        (self.progress)(Progress::Rows(batch.num_rows() as u64));
+        let entry = self.pending.entry(form.name.clone()).or_default();
+        entry.1 += batch.num_rows();
+        entry.0.push(batch);
+        if entry.1 >= self.commit_rows {
+            self.flush_form(&form.name).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn diagnostic(&mut self, d: Diagnostic) -> std::result::Result<(), String> {
+        let form = d.form.clone().unwrap_or_else(|| "(unrecognised)".into());
+        let reason = match &d.column {
+            Some(c) => format!("[{c}] {}", generalise(&d.reason)),
+            None => generalise(&d.reason),
+        };
+        if d.severity == Severity::Rejected {
+            // Whole-file rejections are reported per file, not among row reasons.
+            if d.row.is_some() {
+                *self.reasons.entry((form, reason)).or_default() += 1;
+            }
+            self.quarantine.push(d);
+        } else {
+            self.warnings.push(d);
+        }
+        if self.quarantine.len() + self.warnings.len() >= 50_000 {
+            self.flush_diagnostics().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Groups reasons for the summary: quoted and bracketed values vary per row,
+/// the reason does not.
+fn generalise(reason: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    let mut depth = 0;
+    for c in reason.chars() {
+        match c {
+            '\'' if depth == 0 => {
+                if !quoted {
+                    out.push_str("'…'");
+                }
+                quoted = !quoted;
+            }
+            '(' if !quoted => {
+                if depth == 0 {
+                    out.push_str("(…)");
+                }
+                depth += 1;
+            }
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if !quoted && depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn diagnostics_batch(
+    batch_id: &str,
+    list: &[Diagnostic],
+    now: DateTime<Utc>,
+) -> Result<RecordBatch> {
+    let s = |f: &dyn Fn(&Diagnostic) -> Option<String>| -> ArrayRef {
+        Arc::new(list.iter().map(f).collect::<StringArray>())
+    };
+    let cols: Vec<ArrayRef> = vec![
+        s(&|_| Some(batch_id.to_string())),
+        s(&|d| Some(d.file.clone())),
+        s(&|d| Some(d.sha256.clone())),
+        s(&|d| d.form.clone()),
+        Arc::new(
+            list.iter()
+                .map(|d| d.row.map(|r| r as i64))
+                .collect::<Int64Array>(),
+        ),
+        s(&|d| d.column.clone()),
+        s(&|d| d.value.clone()),
+        s(&|d| Some(d.reason.clone())),
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![now.timestamp_micros(); list.len()])
+                .with_timezone("UTC"),
+        ),
+    ];
+    RecordBatch::try_new(diagnostics_schema(), cols).map_err(|e| Error::Other(e.to_string()))
+}
+
+impl Warehouse {
+    /// Ingests files as one batch. See the module docs for the protocol.
+    pub async fn ingest(
+        &self,
+        req: &IngestRequest,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<BatchReport> {
+        self.ensure_tables().await?;
+        let mut report = BatchReport {
+            recovered: self.recover().await?,
+            ..Default::default()
+        };
+        let (files, skipped) = stmon_ingest::discover(&req.paths)?;
+        report.not_submissions = skipped;
+
+        let t = std::time::Instant::now();
+        let ctx = self.session().await?;
+        // A file rejected whole is tried again only when --form reinterprets it.
+        let retry = if req.form.is_some() {
+            "'unreadable', 'rejected'"
+        } else {
+            "'unreadable'"
+        };
+        let known: HashMap<String, String> =
+            query_pairs(&ctx, &format!("select sha256, min(batch_id) from audit.batches where status not in ({retry}) group by sha256")).await?;
+
+        let started = Utc::now();
+        let batch_id = new_batch_id(started);
+        let mut probes: Vec<(PathBuf, Probe)> = Vec::new();
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        for path in files {
+            let probe = match stmon_ingest::probe(&path) {
+                Ok(p) => p,
+                Err(e) => {
+                    report.files.push(unreadable(path, e.to_string()));
+                    continue;
+                }
+            };
+            if let Some(b) = known.get(&probe.sha256) {
+                report.files.push(skipped_file(
+                    path,
+                    &probe,
+                    format!("already ingested in batch {b}"),
+                ));
+            } else if let Some(first) = seen.get(&probe.sha256) {
+                let msg = format!("same content as {}", first.display());
+                report.files.push(skipped_file(path, &probe, msg));
+            } else {
+                seen.insert(probe.sha256.clone(), path.clone());
+                probes.push((path, probe));
+            }
+        }
+        if probes.is_empty() {
+            return Ok(report);
+        }
+        tracing::info!(elapsed = ?t.elapsed(), files = probes.len(), "probed files");
+        progress(Progress::Start {
+            files: probes.len(),
+            bytes: probes.iter().map(|(_, p)| p.bytes).sum(),
+        });
+
+        let mut opts = stmon_ingest::Options::new(&batch_id);
+        opts.form = req.form.clone();
+        opts.chunk_rows = req.chunk_rows;
+        opts.ingested_at = started;
+        let mut sink = DeltaSink {
+            wh: self,
+            handle: Handle::current(),
+            batch_id: batch_id.clone(),
+            commit_rows: req.commit_rows,
+            pending: HashMap::new(),
+            quarantine: Vec::new(),
+            warnings: Vec::new(),
+            reasons: HashMap::new(),
+            progress,
+        };
+        let mut loaded: Vec<FileReport> = Vec::new();
+        for (path, probe) in probes {
+            progress(Progress::File { path: &path });
+            let result = tokio::task::block_in_place(|| {
+                stmon_ingest::ingest_file(&path, &probe, &self.catalog, &opts, &mut sink)
+            });
+            progress(Progress::Bytes(probe.bytes));
+            let mut fr = FileReport {
+                path: path.clone(),
+                sha256: probe.sha256.clone(),
+                bytes: probe.bytes,
+                encoding: Some(probe.encoding.label().to_string()),
+                status: "loaded".into(),
+                message: None,
+                outcome: FileOutcome::default(),
+                corrected: 0,
+            };
+            match result {
+                Ok(o) => {
+                    if let Some(m) = &o.file_rejected {
+                        fr.status = "rejected".into();
+                        fr.message = Some(m.clone());
+                    }
+                    fr.outcome = o;
+                }
+                Err(stmon_ingest::Error::Sink { reason, .. }) => return Err(Error::Other(reason)),
+                Err(e) => {
+                    fr.status = "unreadable".into();
+                    fr.message = Some(e.to_string());
+                }
+            }
+            loaded.push(fr);
+        }
+        tokio::task::block_in_place(|| sink.flush_all())?;
+        tracing::info!(elapsed = ?t.elapsed(), "rows written");
+        let reasons = std::mem::take(&mut sink.reasons);
+        drop(sink);
+
+        // Conflicts and corrections need every version of a key: this batch's and
+        // the committed ones. Both are read back from the raw tables.
+        progress(Progress::Stage("checking conflicts and corrections"));
+        let touched: HashSet<String> = loaded
+            .iter()
+            .filter_map(|f| f.outcome.form.clone())
+            .collect();
+        let ctx = self.session().await?;
+        let mut conflicts: Vec<Diagnostic> = Vec::new();
+        let mut conflict_rows: HashMap<String, u64> = HashMap::new();
+        let mut corrected: HashMap<String, u64> = HashMap::new();
+        for form in self
+            .catalog
+            .forms
+            .values()
+            .filter(|f| touched.contains(&f.name))
+        {
+            for d in find_conflicts(&ctx, form, &batch_id).await? {
+                if d.1 {
+                    *conflict_rows.entry(d.0.sha256.clone()).or_default() += 1;
+                }
+                conflicts.push(d.0);
+            }
+            for (sha, n) in query_pairs(&ctx, &corrections_sql(form, &batch_id)).await? {
+                corrected.insert(sha, n.parse().unwrap_or(0));
+            }
+        }
+        let mut reasons = reasons;
+        if !conflicts.is_empty() {
+            for d in &conflicts {
+                let key = (
+                    d.form.clone().unwrap_or_default(),
+                    "conflict: same key and submitted_at, different values".to_string(),
+                );
+                *reasons.entry(key).or_default() += 1;
+            }
+            let batch = diagnostics_batch(&batch_id, &conflicts, Utc::now())?;
+            self.append(&TableId::new("audit", "quarantine"), vec![batch])
+                .await?;
+        }
+        for f in &mut loaded {
+            let c = conflict_rows.get(&f.sha256).copied().unwrap_or(0);
+            f.outcome.accepted -= c.min(f.outcome.accepted);
+            f.outcome.rejected += c;
+            f.corrected = corrected.get(&f.sha256).copied().unwrap_or(0);
+        }
+
+        tracing::info!(elapsed = ?t.elapsed(), "conflicts and corrections checked");
+        // The commit point: after this append the batch exists for every reader.
+        progress(Progress::Stage("committing"));
+        let committed_at = Utc::now();
+        let record = batches_batch(&batch_id, &loaded, started, committed_at)?;
+        self.append(&TableId::new("audit", "batches"), vec![record])
+            .await?;
+
+        for f in &loaded {
+            if let Some(form) = &f.outcome.form {
+                let s = report.forms.entry(form.clone()).or_default();
+                s.files += 1;
+                s.rows_read += f.outcome.rows_read;
+                s.accepted += f.outcome.accepted;
+                s.corrected += f.corrected;
+                s.rejected += f.outcome.rejected;
+                s.warnings += f.outcome.warnings;
+            }
+        }
+        for ((form, reason), n) in reasons {
+            report
+                .forms
+                .entry(form)
+                .or_default()
+                .reasons
+                .push((reason, n));
+        }
+        for s in report.forms.values_mut() {
+            s.reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        }
+        tracing::info!(elapsed = ?t.elapsed(), "batch committed");
+        report.files.extend(loaded);
+        report.batch_id = Some(batch_id);
+        Ok(report)
+    }
+
+    /// Deletes rows that interrupted batches left behind (their batch never
+    /// reached `audit/batches`). Readers ignore such rows anyway; this keeps the
+    /// tables clean. Returns the batch ids removed.
+    pub async fn recover(&self) -> Result<Vec<String>> {
+        let ctx = SessionContext::new();
+        self.register_physical(&ctx, &TableId::new("audit", "batches"))
+            .await?;
+        let mut removed = HashSet::new();
+        for id in self
+            .ingest_tables()
+            .into_keys()
+            .filter(|id| id.name != "batches" || id.layer != "audit")
+        {
+            self.register_physical(&ctx, &id).await?;
+            let col = if id.layer == "raw" {
+                "_batch_id"
+            } else {
+                "batch_id"
+            };
+            let sql = format!(
+                "select distinct {col} from delta.{}_{} where {col} not in (select batch_id from delta.audit_batches)",
+                id.layer, id.name
+            );
+            let orphans = query_strings(&ctx, &sql).await?;
+            if orphans.is_empty() {
+                continue;
+            }
+            let list: Vec<String> = orphans
+                .iter()
+                .map(|b| format!("'{}'", b.replace('\'', "''")))
+                .collect();
+            let table = self.table(&id).await?;
+            table
+                .delete()
+                .with_predicate(format!("{col} IN ({})", list.join(", ")))
+                .await
+                .map_err(|source| Error::Delta {
+                    table: id.to_string(),
+                    source,
+                })?;
+            removed.extend(orphans);
+        }
+        let mut v: Vec<String> = removed.into_iter().collect();
+        v.sort();
+        Ok(v)
+    }
+}
+
+fn unreadable(path: PathBuf, message: String) -> FileReport {
+    FileReport {
+        path,
+        sha256: String::new(),
+        bytes: 0,
+        encoding: None,
+        status: "unreadable".into(),
+        message: Some(message),
+        outcome: FileOutcome::default(),
+        corrected: 0,
+    }
+}
+
+fn skipped_file(path: PathBuf, probe: &Probe, message: String) -> FileReport {
+    FileReport {
+        path,
+        sha256: probe.sha256.clone(),
+        bytes: probe.bytes,
+        encoding: Some(probe.encoding.label().into()),
+        status: "skipped".into(),
+        message: Some(message),
+        outcome: FileOutcome::default(),
+        corrected: 0,
+    }
+}
+
+fn versions_of(form: &Form, batch_id: &str) -> String {
+    format!(
+        "select * from delta.raw_{} where _batch_id = '{batch_id}' or _batch_id in (select batch_id from delta.audit_batches)",
+        form.name
+    )
+}
+
+/// Rows in `(key, submitted_at)` groups whose versions disagree, where the group
+/// involves this batch. The flag says whether the row belongs to this batch.
+async fn find_conflicts(
+    ctx: &SessionContext,
+    form: &Form,
+    batch_id: &str,
+) -> Result<Vec<(Diagnostic, bool)>> {
+    let key = form.key.join(", ");
+    let on: Vec<String> = form.key.iter().map(|k| format!("v.{k} = g.{k}")).collect();
+    let key_text: Vec<String> = form
+        .key
+        .iter()
+        .map(|k| format!("'{k}=', cast(v.{k} as varchar)"))
+        .collect();
+    let sql = format!(
+        "with v as ({versions}),\n\
+         g as (select {key}, submitted_at, min(_row_hash) <> max(_row_hash) as differ,\n\
+                 min(case when _batch_id <> '{batch_id}' then _row_hash end) = max(case when _batch_id <> '{batch_id}' then _row_hash end) as old_agreed,\n\
+                 max(case when _batch_id = '{batch_id}' then 1 else 0 end) as touches\n\
+               from v group by {key}, submitted_at)\n\
+         select v._source_file, v._source_sha256, v._row_number, concat({key_text}) as k,\n\
+                cast(v.submitted_at as varchar) as at, case when v._batch_id = '{batch_id}' then 1 else 0 end as mine\n\
+         from v join g on {on} and v.submitted_at = g.submitted_at\n\
+         where g.differ and g.touches = 1 and (v._batch_id = '{batch_id}' or coalesce(g.old_agreed, false))\n\
+         order by v._source_file, v._row_number",
+        versions = versions_of(form, batch_id),
+        key_text = key_text.join(", ', ', "),
+        on = on.join(" and "),
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut out = Vec::new();
+    for b in batches {
+        let (file, sha, rows, key, at, mine) = (
+            text(&b, 0)?,
+            text(&b, 1)?,
+            text(&b, 2)?,
+            text(&b, 3)?,
+            text(&b, 4)?,
+            text(&b, 5)?,
+        );
+        for i in 0..b.num_rows() {
+            out.push((
+                Diagnostic {
+                    severity: Severity::Rejected,
+                    file: file.value(i).to_string(),
+                    sha256: sha.value(i).to_string(),
+                    form: Some(form.name.clone()),
+                    row: rows.value(i).parse().ok(),
+                    column: None,
+                    value: Some(format!("{} submitted_at={}", key.value(i), at.value(i))),
+                    reason: "conflict: another row with the same key and submitted_at has different values; both are rejected and the previous version stays current".into(),
+                },
+                mine.value(i) == "1",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Per file of this batch: accepted rows that replace an earlier version of their key.
+fn corrections_sql(form: &Form, batch_id: &str) -> String {
+    let key = form.key.join(", ");
+    let on = |a: &str, b: &str| {
+        form.key
+            .iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    format!(
+        "with v as ({versions}),\n\
+         ok as (select {key}, submitted_at from v group by {key}, submitted_at having min(_row_hash) = max(_row_hash)),\n\
+         agreed as (select v.* from v join ok on {on_ok} and v.submitted_at = ok.submitted_at),\n\
+         first as (select {key}, min(submitted_at) as first_at from agreed group by {key})\n\
+         select t._source_sha256, cast(count(*) as varchar) from agreed t join first f on {on_f}\n\
+         where t._batch_id = '{batch_id}' and t.submitted_at > f.first_at group by t._source_sha256",
+        versions = versions_of(form, batch_id),
+        on_ok = on("v", "ok"),
+        on_f = on("t", "f"),
+    )
+}
+
+fn batches_batch(
+    batch_id: &str,
+    files: &[FileReport],
+    started: DateTime<Utc>,
+    committed: DateTime<Utc>,
+) -> Result<RecordBatch> {
+    let s = |f: &dyn Fn(&FileReport) -> Option<String>| -> ArrayRef {
+        Arc::new(files.iter().map(f).collect::<StringArray>())
+    };
+    let i = |f: &dyn Fn(&FileReport) -> u64| -> ArrayRef {
+        Arc::new(files.iter().map(|x| f(x) as i64).collect::<Int64Array>())
+    };
+    let t = |v: DateTime<Utc>| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![v.timestamp_micros(); files.len()])
+                .with_timezone("UTC"),
+        )
+    };
+    let cols: Vec<ArrayRef> = vec![
+        s(&|_| Some(batch_id.to_string())),
+        s(&|f| Some(f.path.display().to_string())),
+        s(&|f| Some(f.sha256.clone())),
+        i(&|f| f.bytes),
+        s(&|f| f.encoding.clone()),
+        s(&|f| f.outcome.form.clone()),
+        s(&|f| Some(f.status.clone())),
+        s(&|f| f.message.clone()),
+        i(&|f| f.outcome.rows_read),
+        i(&|f| f.outcome.accepted),
+        i(&|f| f.corrected),
+        i(&|f| f.outcome.rejected),
+        i(&|f| f.outcome.warnings),
+        t(started),
+        t(committed),
+    ];
+    RecordBatch::try_new(batches_schema(), cols).map_err(|e| Error::Other(e.to_string()))
+}
+
+/// Column `i` of a batch as text, whatever its Arrow type (Utf8View, integers…).
+fn text(b: &RecordBatch, i: usize) -> Result<StringArray> {
+    let col = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    Ok(col
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8")
+        .clone())
+}
+
+async fn query_strings(ctx: &SessionContext, sql: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for b in ctx.sql(sql).await?.collect().await? {
+        let col = text(&b, 0)?;
+        out.extend(
+            (0..col.len())
+                .filter(|i| col.is_valid(*i))
+                .map(|i| col.value(i).to_string()),
+        );
+    }
+    Ok(out)
+}
+
+async fn query_pairs(ctx: &SessionContext, sql: &str) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for b in ctx.sql(sql).await?.collect().await? {
+        let (k, v) = (text(&b, 0)?, text(&b, 1)?);
+        for i in 0..b.num_rows() {
+            out.insert(k.value(i).to_string(), v.value(i).to_string());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,44 @@
+//! `stmon-warehouse`: the Delta Lake warehouse and its batch protocol.
+//!
+//! Layout (stable, documented in ARCHITECTURE.md): `<warehouse>/<layer>/<table>`,
+//! each a Delta table on `object_store` — a local folder or `s3://…`.
+//!
+//! * `raw/<form>` — every version of every accepted row, with `_batch_id`,
+//!   `_source_file`, `_source_sha256`, `_row_number`, `_row_hash`, `_extra`.
+//! * `audit/quarantine` — rejected rows and files (file, sha256, row, column,
+//!   raw value, reason); `audit/warnings` — accepted with a warning.
+//! * `audit/batches` — one row per ingested file; **the commit point**.
+//!
+//! A batch counts only once its rows in `audit/batches` are committed (one
+//! Delta commit). Rows that an interrupted batch left in other tables carry a
+//! `_batch_id` that `audit/batches` does not know: every reader ignores them
+//! (the `raw.*` and `audit.*` views filter on committed batches) and the next
+//! ingest deletes them. So a crash at any moment leaves every table, as
+//! readers see it, as before the batch or as after it.
+
+mod batch;
+mod session;
+mod tables;
+
+pub use batch::{BatchReport, FileReport, FormSummary, IngestRequest, Progress};
+pub use session::current_view_sql;
+pub use tables::{TableId, Warehouse};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("warehouse {location}: {message}")]
+    Location { location: String, message: String },
+    #[error("table {table}: {source}")]
+    Delta {
+        table: String,
+        source: deltalake::DeltaTableError,
+    },
+    #[error("query failed: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Ingest(#[from] stmon_ingest::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,143 @@
+//! A DataFusion session over the warehouse, with the views every reader uses.
+//!
+//! Physical Delta tables are registered as `delta.<layer>_<table>`. What people
+//! and later layers query are views that see committed batches only:
+//! `audit.batches`, `audit.quarantine`, `audit.warnings`, `raw.<form>` (every
+//! version) and `current.<form>` (latest `submitted_at` per key, withdrawn keys
+//! removed, conflicting versions ignored).
+
+use std::sync::Arc;
+
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::prelude::SessionContext;
+use stmon_schema::Form;
+
+use crate::tables::{TableId, Warehouse};
+use crate::{Error, Result};
+
+const COMMITTED: &str = "_batch_id in (select batch_id from delta.audit_batches)";
+
+/// SQL of the current view of a form over a relation of its raw rows.
+///
+/// Per key: drop `(key, submitted_at)` groups whose rows disagree (a conflict:
+/// nobody can tell which is right, so the previous version stays current),
+/// then take the latest `submitted_at` with an aggregate (`first_value … order
+/// by`, much faster than a window on millions of small partitions), then drop
+/// keys whose latest version is a withdrawal.
+pub fn current_view_sql(form: &Form, raw: &str) -> String {
+    let key = form.key.join(", ");
+    let on: Vec<String> = form
+        .key
+        .iter()
+        .chain(std::iter::once(&"submitted_at".to_string()))
+        .map(|k| format!("v.{k} = ok.{k}"))
+        .collect();
+    let others: Vec<String> = form
+        .columns
+        .iter()
+        .filter(|c| !form.is_key(&c.name))
+        .map(|c| c.name.clone())
+        .chain(
+            [
+                "_extra",
+                "_row_hash",
+                "_batch_id",
+                "_source_file",
+                "_source_sha256",
+                "_row_number",
+                "_ingested_at",
+            ]
+            .map(String::from),
+        )
+        .map(|c| {
+            format!("first_value({c} order by submitted_at desc, _batch_id, _row_number) as {c}")
+        })
+        .collect();
+    let cols: Vec<String> = form.columns.iter().map(|c| c.name.clone()).collect();
+    format!(
+        "with v as (select * from {raw}),\n\
+         ok as (select {key}, submitted_at from v group by {key}, submitted_at having min(_row_hash) = max(_row_hash)),\n\
+         agreed as (select v.* from v join ok on {on}),\n\
+         latest as (select {key}, {others} from agreed group by {key})\n\
+         select {cols}, _extra, _row_hash, _batch_id, _source_file, _source_sha256, _row_number, _ingested_at\n\
+         from latest where not coalesce(withdrawn, false)",
+        on = on.join(" and "),
+        others = others.join(", "),
+        cols = cols.join(", "),
+    )
+}
+
+/// Creates the warehouse's schemas (`delta`, `raw`, `current`, `audit`) in a session.
+fn ensure_schemas(ctx: &SessionContext) -> Result<()> {
+    let catalog = ctx
+        .catalog("datafusion")
+        .ok_or_else(|| Error::Other("no default catalog".into()))?;
+    for s in ["delta", "raw", "current", "audit"] {
+        if catalog.schema(s).is_none() {
+            catalog.register_schema(s, Arc::new(MemorySchemaProvider::new()))?;
+        }
+    }
+    Ok(())
+}
+
+impl Warehouse {
+    /// A session with every warehouse table and view registered.
+    pub async fn session(&self) -> Result<SessionContext> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        Ok(ctx)
+    }
+
+    /// Registers the tables and views into an existing session.
+    pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
+        for id in self.ingest_tables().into_keys() {
+            self.register_physical(ctx, &id).await?;
+        }
+        let q = |sql: String| async move { ctx.sql(&sql).await.map(|_| ()) };
+        q("create or replace view audit.batches as select * from delta.audit_batches".into())
+            .await?;
+        for t in ["quarantine", "warnings"] {
+            q(format!(
+                "create or replace view audit.{t} as select * from delta.audit_{t} \
+                 where batch_id in (select batch_id from delta.audit_batches)"
+            ))
+            .await?;
+        }
+        for form in self.catalog.forms.values() {
+            q(format!(
+                "create or replace view raw.{0} as select * from delta.raw_{0} where {COMMITTED}",
+                form.name
+            ))
+            .await?;
+            q(format!(
+                "create or replace view current.{0} as {1}",
+                form.name,
+                current_view_sql(form, &format!("raw.{}", form.name))
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn register_physical(&self, ctx: &SessionContext, id: &TableId) -> Result<()> {
+        ensure_schemas(ctx)?;
+        let delta = |source| Error::Delta {
+            table: id.to_string(),
+            source,
+        };
+        let table = self.table(id).await?;
+        if table.version().is_none() {
+            return Err(Error::Other(format!(
+                "table {id} does not exist; run `stmon ingest` first"
+            )));
+        }
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta)?;
+        let provider = table.table_provider().await?;
+        let name = format!("delta.{}_{}", id.layer, id.name);
+        ctx.deregister_table(name.as_str())?;
+        ctx.register_table(name.as_str(), provider)?;
+        Ok(())
+    }
+}

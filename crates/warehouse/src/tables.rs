@@ -1,0 +1,201 @@
+//! Opening and creating the warehouse's Delta tables.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::StructType;
+use deltalake::DeltaTable;
+use stmon_schema::Catalog;
+use url::Url;
+
+use crate::{Error, Result};
+
+/// A table of the warehouse: `<layer>/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableId {
+    pub layer: String,
+    pub name: String,
+}
+
+impl TableId {
+    pub fn new(layer: &str, name: &str) -> Self {
+        TableId {
+            layer: layer.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for TableId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.layer, self.name)
+    }
+}
+
+/// The warehouse: a root URL and the forms it holds.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    pub root: Url,
+    pub catalog: Arc<Catalog>,
+}
+
+fn ts_utc() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// Schema of `audit/quarantine` and `audit/warnings`.
+pub fn diagnostics_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("sha256", DataType::Utf8, false),
+        Field::new("form", DataType::Utf8, true),
+        Field::new("row_number", DataType::Int64, true),
+        Field::new("column", DataType::Utf8, true),
+        Field::new("raw_value", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("recorded_at", ts_utc(), false),
+    ]))
+}
+
+/// Schema of `audit/batches`: one row per file of a committed batch.
+pub fn batches_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("sha256", DataType::Utf8, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("encoding", DataType::Utf8, true),
+        Field::new("form", DataType::Utf8, true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("message", DataType::Utf8, true),
+        Field::new("rows_read", DataType::Int64, false),
+        Field::new("rows_accepted", DataType::Int64, false),
+        Field::new("rows_corrected", DataType::Int64, false),
+        Field::new("rows_rejected", DataType::Int64, false),
+        Field::new("warnings", DataType::Int64, false),
+        Field::new("started_at", ts_utc(), false),
+        Field::new("committed_at", ts_utc(), false),
+    ]))
+}
+
+impl Warehouse {
+    /// Opens (creating if needed) the warehouse at a URL (`s3://bucket/prefix`,
+    /// `file:///…`) or a local path.
+    pub fn open(location: &str, catalog: Arc<Catalog>) -> Result<Self> {
+        let err = |message: String| Error::Location {
+            location: location.into(),
+            message,
+        };
+        let root = match Url::parse(location) {
+            Ok(u) if u.scheme().len() > 1 => u,
+            _ => {
+                let p = std::path::Path::new(location);
+                std::fs::create_dir_all(p).map_err(|e| err(e.to_string()))?;
+                let abs = p.canonicalize().map_err(|e| err(e.to_string()))?;
+                Url::from_directory_path(&abs).map_err(|_| err("not an absolute path".into()))?
+            }
+        };
+        let mut root = root;
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        Ok(Warehouse { root, catalog })
+    }
+
+    pub fn table_url(&self, id: &TableId) -> Url {
+        self.root
+            .join(&format!("{}/{}/", id.layer, id.name))
+            .expect("valid table path")
+    }
+
+    /// Every table the ingest layer owns, with its schema.
+    pub fn ingest_tables(&self) -> BTreeMap<TableId, SchemaRef> {
+        let mut t = BTreeMap::new();
+        for form in self.catalog.forms.values() {
+            t.insert(
+                TableId::new("raw", &form.name),
+                stmon_ingest::raw_schema(form),
+            );
+        }
+        t.insert(TableId::new("audit", "quarantine"), diagnostics_schema());
+        t.insert(TableId::new("audit", "warnings"), diagnostics_schema());
+        t.insert(TableId::new("audit", "batches"), batches_schema());
+        t
+    }
+
+    /// Opens a table at its latest version (or an uninitialised handle).
+    pub async fn table(&self, id: &TableId) -> Result<DeltaTable> {
+        let url = self.table_url(id);
+        if url.scheme() == "file" {
+            if let Ok(p) = url.to_file_path() {
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| Error::Other(format!("{}: {e}", p.display())))?;
+            }
+        }
+        DeltaTable::try_from_url(url)
+            .await
+            .map_err(|source| Error::Delta {
+                table: id.to_string(),
+                source,
+            })
+    }
+
+    /// Creates missing tables. Creating is idempotent: an existing table is left alone.
+    pub async fn ensure_tables(&self) -> Result<()> {
+        for (id, schema) in self.ingest_tables() {
+            let table = self.table(&id).await?;
+            if table.version().is_some() {
+                continue;
+            }
+            let delta = |source| Error::Delta {
+                table: id.to_string(),
+                source,
+            };
+            let st: StructType = schema
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| delta(e.into()))?;
+            table
+                .create()
+                .with_table_name(format!("{}_{}", id.layer, id.name))
+                .with_columns(st.fields().cloned())
+                .await
+                .map_err(delta)?;
+        }
+        Ok(())
+    }
+
+    /// The current Delta version of every ingest table (None = not created).
+    pub async fn versions(&self) -> Result<BTreeMap<TableId, Option<u64>>> {
+        let mut out = BTreeMap::new();
+        for id in self.ingest_tables().into_keys() {
+            let v = self.table(&id).await?.version();
+            out.insert(id, v);
+        }
+        Ok(out)
+    }
+
+    /// Appends record batches to a table in one Delta commit.
+    pub async fn append(
+        &self,
+        id: &TableId,
+        batches: Vec<arrow::record_batch::RecordBatch>,
+    ) -> Result<()> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(());
+        }
+        let table = self.table(id).await?;
+        table
+            .write(batches)
+            .with_save_mode(deltalake::protocol::SaveMode::Append)
+            .await
+            .map_err(|source| Error::Delta {
+                table: id.to_string(),
+                source,
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! Subcommands. Exit codes: 0 ok, 1 data-quality failure (`--strict`), 2 error.
+
+mod fixtures;
+mod ingest;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// stmon — statistical monitoring of science & technology progress.
+///
+/// Submissions (CSV/XLSX, UTF-8 or GB18030, English or Chinese headers) are
+/// validated and loaded into a Delta Lake warehouse; later layers turn them
+/// into indicators per county and into the year-end rankings.
+#[derive(Parser, Debug)]
+#[command(name = "stmon", version, about, long_about)]
+pub struct Cli {
+    /// Warehouse location: a local folder or an object-store URL (s3://bucket/prefix).
+    #[arg(
+        long,
+        global = true,
+        env = "STMON_WAREHOUSE",
+        default_value = "./warehouse"
+    )]
+    pub warehouse: String,
+    /// Folder with the form definitions (forms/*.yaml) and divisions.csv.
+    #[arg(long, global = true, env = "STMON_SCHEMAS")]
+    pub schemas: Option<PathBuf>,
+    /// Another division table (code,name,parent_code,successor), e.g. a province's.
+    #[arg(long, global = true, env = "STMON_DIVISIONS")]
+    pub divisions: Option<PathBuf>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Ingest(ingest::Args),
+    /// Deterministic test data in the contract's format.
+    #[command(subcommand)]
+    Fixtures(fixtures::FixturesCommand),
+}
+
+pub fn init_tracing(verbose: u8) {
+    // The Delta kernel logs an ERROR whenever a table is probed before it
+    // exists, which stmon does on purpose when it creates tables.
+    let level = match verbose {
+        0 => "warn,buoyant_kernel=off,delta_kernel=off",
+        1 => "info,buoyant_kernel=off,delta_kernel=off",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STMON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The schemas folder: `--schemas`, else `./schemas`, else the one shipped with the source.
+fn schemas_dir(cli: &Cli) -> PathBuf {
+    if let Some(s) = &cli.schemas {
+        return s.clone();
+    }
+    let local = PathBuf::from("schemas");
+    if local.join("forms").is_dir() {
+        return local;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas"))
+}
+
+pub fn load_catalog(cli: &Cli) -> anyhow::Result<Arc<stmon_schema::Catalog>> {
+    let dir = schemas_dir(cli);
+    let catalog = match &cli.divisions {
+        Some(d) => stmon_schema::Catalog::load_with_divisions(&dir, d),
+        None => stmon_schema::Catalog::load(&dir),
+    }
+    .with_context(|| format!("loading the forms from {}", dir.display()))?;
+    Ok(Arc::new(catalog))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Ingest(args) => ingest::run(&cli, args).await,
+        Command::Fixtures(c) => fixtures::run(&cli, c),
+    }
+}

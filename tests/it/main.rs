@@ -1,0 +1,8 @@
+//! Integration tests: one binary (every extra binary links DataFusion again).
+
+mod cases;
+mod cli;
+mod common;
+mod crash;
+mod history;
+mod python;
