@@ -323,3 +323,21 @@ async fn quarters_contracts_and_zones() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_falling_year_to_date_value_is_accepted_with_a_warning() {
+    let (_d, wh, s) = one("enterprise_rd/ytd_decrease.csv").await;
+    assert_eq!((s.accepted, s.rejected, s.warnings), (3, 0, 1));
+    assert_eq!(
+        query(
+            &wh,
+            "select row_number, \"column\", reason from audit.warnings"
+        )
+        .await,
+        vec![row(&[
+            "3",
+            "rd_expenditure",
+            "year-to-date rd_expenditure (2.5000) is lower than for 2023-01 (3.0000)"
+        ])]
+    );
+}

@@ -17,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 use stmon_ingest::{Diagnostic, FileOutcome, Probe, Severity};
-use stmon_schema::Form;
+use stmon_schema::{ColumnType, Form, Frequency};
 use tokio::runtime::Handle;
 
 use crate::tables::{batches_schema, diagnostics_schema, TableId, Warehouse};
@@ -373,6 +373,7 @@ impl Warehouse {
         let mut conflicts: Vec<Diagnostic> = Vec::new();
         let mut conflict_rows: HashMap<String, u64> = HashMap::new();
         let mut corrected: HashMap<String, u64> = HashMap::new();
+        let mut ytd_warnings: Vec<Diagnostic> = Vec::new();
         for form in self
             .catalog
             .forms
@@ -388,6 +389,19 @@ impl Warehouse {
             for (sha, n) in query_pairs(&ctx, &corrections_sql(form, &batch_id)).await? {
                 corrected.insert(sha, n.parse().unwrap_or(0));
             }
+            if let Some(sql) = ytd_decrease_sql(form, &batch_id) {
+                ytd_warnings.extend(ytd_decreases(&ctx, form, &sql).await?);
+            }
+        }
+        if !ytd_warnings.is_empty() {
+            for w in &ytd_warnings {
+                if let Some(f) = loaded.iter_mut().find(|f| f.sha256 == w.sha256) {
+                    f.outcome.warnings += 1;
+                }
+            }
+            let batch = diagnostics_batch(&batch_id, &ytd_warnings, Utc::now())?;
+            self.append(&TableId::new("audit", "warnings"), vec![batch])
+                .await?;
         }
         let mut reasons = reasons;
         if !conflicts.is_empty() {
@@ -606,6 +620,103 @@ fn corrections_sql(form: &Form, batch_id: &str) -> String {
         on_ok = on("v", "ok"),
         on_f = on("t", "f"),
     )
+}
+
+/// For year-to-date forms (monthly, quarterly): rows of this batch, in the
+/// current view, whose cumulative amount or count is lower than the same
+/// unit's value for the previous period of the same year. Accepted, with a
+/// warning: a revision downwards is possible, but worth a look.
+fn ytd_decrease_sql(form: &Form, batch_id: &str) -> Option<String> {
+    let prev = match form.frequency {
+        Frequency::Monthly => "case when cast(substr(t.period, 6, 2) as int) > 1 then concat(substr(t.period, 1, 5), lpad(cast(cast(substr(t.period, 6, 2) as int) - 1 as varchar), 2, '0')) end",
+        Frequency::Quarterly => "case when cast(substr(t.period, 7, 1) as int) > 1 then concat(substr(t.period, 1, 6), cast(cast(substr(t.period, 7, 1) as int) - 1 as varchar)) end",
+        _ => return None,
+    };
+    if !form.is_key("period") {
+        return None;
+    }
+    let unit: String = form
+        .key
+        .iter()
+        .filter(|k| *k != "period")
+        .map(|k| format!("t.{k} = p.{k}"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let measures: Vec<&str> = form
+        .columns
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.ty,
+                ColumnType::Amount | ColumnType::Count | ColumnType::Decimal
+            )
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    if measures.is_empty() {
+        return None;
+    }
+    let pairs: Vec<String> = measures
+        .iter()
+        .map(|m| format!("cast(t.{m} as varchar), cast(p.{m} as varchar), t.{m} < p.{m}"))
+        .collect();
+    let any_lower: Vec<String> = measures.iter().map(|m| format!("t.{m} < p.{m}")).collect();
+    Some(format!(
+        "with cur as ({current})\n\
+         select t._source_file, t._source_sha256, t._row_number, p.period, {pairs}\n\
+         from cur t join cur p on {unit} and p.period = {prev}\n\
+         where t._batch_id = '{batch_id}' and ({any})\n\
+         order by 1, 3",
+        current =
+            crate::session::current_view_sql(form, &format!("({})", versions_of(form, batch_id))),
+        pairs = pairs.join(", "),
+        any = any_lower.join(" or "),
+    ))
+}
+
+async fn ytd_decreases(ctx: &SessionContext, form: &Form, sql: &str) -> Result<Vec<Diagnostic>> {
+    let measures: Vec<&str> = form
+        .columns
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.ty,
+                ColumnType::Amount | ColumnType::Count | ColumnType::Decimal
+            )
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for b in ctx.sql(sql).await?.collect().await? {
+        let cols: Vec<StringArray> = (0..b.num_columns())
+            .map(|i| text(&b, i))
+            .collect::<Result<_>>()?;
+        for i in 0..b.num_rows() {
+            let v = |c: usize| cols[c].value(i).to_string();
+            for (k, m) in measures.iter().enumerate() {
+                let (now, before, lower) = (4 + 3 * k, 5 + 3 * k, 6 + 3 * k);
+                if v(lower) != "true" {
+                    continue;
+                }
+                out.push(Diagnostic {
+                    severity: Severity::Warning,
+                    file: v(0),
+                    sha256: v(1),
+                    form: Some(form.name.clone()),
+                    row: v(2).parse().ok(),
+                    column: Some(m.to_string()),
+                    value: Some(v(now)),
+                    reason: format!(
+                        "year-to-date {m} ({}) is lower than for {} ({})",
+                        v(now),
+                        v(3),
+                        v(before)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn batches_batch(
