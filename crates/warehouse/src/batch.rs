@@ -369,6 +369,11 @@ impl Warehouse {
             .iter()
             .filter_map(|f| f.outcome.form.clone())
             .collect();
+        let failed: Vec<String> = loaded
+            .iter()
+            .filter(|f| f.status == "unreadable")
+            .map(|f| f.sha256.clone())
+            .collect();
         let ctx = self.session().await?;
         let mut conflicts: Vec<Diagnostic> = Vec::new();
         let mut conflict_rows: HashMap<String, u64> = HashMap::new();
@@ -380,16 +385,16 @@ impl Warehouse {
             .values()
             .filter(|f| touched.contains(&f.name))
         {
-            for d in find_conflicts(&ctx, form, &batch_id).await? {
+            for d in find_conflicts(&ctx, form, &batch_id, &failed).await? {
                 if d.1 {
                     *conflict_rows.entry(d.0.sha256.clone()).or_default() += 1;
                 }
                 conflicts.push(d.0);
             }
-            for (sha, n) in query_pairs(&ctx, &corrections_sql(form, &batch_id)).await? {
+            for (sha, n) in query_pairs(&ctx, &corrections_sql(form, &batch_id, &failed)).await? {
                 corrected.insert(sha, n.parse().unwrap_or(0));
             }
-            if let Some(sql) = ytd_decrease_sql(form, &batch_id) {
+            if let Some(sql) = ytd_decrease_sql(form, &batch_id, &failed) {
                 ytd_warnings.extend(ytd_decreases(&ctx, form, &sql).await?);
             }
         }
@@ -533,10 +538,25 @@ fn skipped_file(path: PathBuf, probe: &Probe, message: String) -> FileReport {
     }
 }
 
-fn versions_of(form: &Form, batch_id: &str) -> String {
+/// Every version that counts (the committed ones and this batch's, less files
+/// that failed half-way) of the units this batch touches. A unit is the key
+/// without its period, so that the previous period of a year-to-date series
+/// is there too. Restricting to touched units keeps the checks proportional to
+/// the batch on a nightly run, not to the warehouse.
+fn versions_of(form: &Form, batch_id: &str, failed: &[String]) -> String {
+    let failed: String = failed
+        .iter()
+        .map(|s| format!(" and _source_sha256 <> '{s}'"))
+        .collect();
+    let unit: Vec<&String> = form.key.iter().filter(|k| *k != "period").collect();
+    let cols: Vec<String> = unit.iter().map(|k| k.to_string()).collect();
+    let on: Vec<String> = unit.iter().map(|k| format!("v.{k} = k.{k}")).collect();
     format!(
-        "select * from delta.raw_{} where _batch_id = '{batch_id}' or _batch_id in (select batch_id from delta.audit_batches)",
-        form.name
+        "select v.* from (select * from raw.{0} union all select * from delta.raw_{0} where _batch_id = '{batch_id}'{failed}) v \
+         join (select distinct {cols} from delta.raw_{0} where _batch_id = '{batch_id}'{failed}) k on {on}",
+        form.name,
+        cols = cols.join(", "),
+        on = on.join(" and "),
     )
 }
 
@@ -546,6 +566,7 @@ async fn find_conflicts(
     ctx: &SessionContext,
     form: &Form,
     batch_id: &str,
+    failed: &[String],
 ) -> Result<Vec<(Diagnostic, bool)>> {
     let key = form.key.join(", ");
     let on: Vec<String> = form.key.iter().map(|k| format!("v.{k} = g.{k}")).collect();
@@ -565,7 +586,7 @@ async fn find_conflicts(
          from v join g on {on} and v.submitted_at = g.submitted_at\n\
          where g.differ and g.touches = 1 and (v._batch_id = '{batch_id}' or coalesce(g.old_agreed, false))\n\
          order by v._source_file, v._row_number",
-        versions = versions_of(form, batch_id),
+        versions = versions_of(form, batch_id, failed),
         key_text = key_text.join(", ', ', "),
         on = on.join(" and "),
     );
@@ -600,7 +621,7 @@ async fn find_conflicts(
 }
 
 /// Per file of this batch: accepted rows that replace an earlier version of their key.
-fn corrections_sql(form: &Form, batch_id: &str) -> String {
+fn corrections_sql(form: &Form, batch_id: &str, failed: &[String]) -> String {
     let key = form.key.join(", ");
     let on = |a: &str, b: &str| {
         form.key
@@ -616,7 +637,7 @@ fn corrections_sql(form: &Form, batch_id: &str) -> String {
          first as (select {key}, min(submitted_at) as first_at from agreed group by {key})\n\
          select t._source_sha256, cast(count(*) as varchar) from agreed t join first f on {on_f}\n\
          where t._batch_id = '{batch_id}' and t.submitted_at > f.first_at group by t._source_sha256",
-        versions = versions_of(form, batch_id),
+        versions = versions_of(form, batch_id, failed),
         on_ok = on("v", "ok"),
         on_f = on("t", "f"),
     )
@@ -626,7 +647,7 @@ fn corrections_sql(form: &Form, batch_id: &str) -> String {
 /// current view, whose cumulative amount or count is lower than the same
 /// unit's value for the previous period of the same year. Accepted, with a
 /// warning: a revision downwards is possible, but worth a look.
-fn ytd_decrease_sql(form: &Form, batch_id: &str) -> Option<String> {
+fn ytd_decrease_sql(form: &Form, batch_id: &str, failed: &[String]) -> Option<String> {
     let prev = match form.frequency {
         Frequency::Monthly => "case when cast(substr(t.period, 6, 2) as int) > 1 then concat(substr(t.period, 1, 5), lpad(cast(cast(substr(t.period, 6, 2) as int) - 1 as varchar), 2, '0')) end",
         Frequency::Quarterly => "case when cast(substr(t.period, 7, 1) as int) > 1 then concat(substr(t.period, 1, 6), cast(cast(substr(t.period, 7, 1) as int) - 1 as varchar)) end",
@@ -667,8 +688,10 @@ fn ytd_decrease_sql(form: &Form, batch_id: &str) -> Option<String> {
          from cur t join cur p on {unit} and p.period = {prev}\n\
          where t._batch_id = '{batch_id}' and ({any})\n\
          order by 1, 3",
-        current =
-            crate::session::current_view_sql(form, &format!("({})", versions_of(form, batch_id))),
+        current = crate::session::current_view_sql(
+            form,
+            &format!("({})", versions_of(form, batch_id, failed))
+        ),
         pairs = pairs.join(", "),
         any = any_lower.join(" or "),
     ))

@@ -15,7 +15,10 @@ use stmon_schema::Form;
 use crate::tables::{TableId, Warehouse};
 use crate::{Error, Result};
 
-const COMMITTED: &str = "_batch_id in (select batch_id from delta.audit_batches)";
+/// Rows of a file count only when its batch committed it as `loaded`: a file
+/// that failed half-way (`unreadable`) keeps none of the rows it had yielded.
+const LOADED_FILES: &str =
+    "(select batch_id, sha256 from delta.audit_batches where status = 'loaded')";
 
 /// SQL of the current view of a form over a relation of its raw rows.
 ///
@@ -98,14 +101,18 @@ impl Warehouse {
             .await?;
         for t in ["quarantine", "warnings"] {
             q(format!(
-                "create or replace view audit.{t} as select * from delta.audit_{t} \
-                 where batch_id in (select batch_id from delta.audit_batches)"
+                "create or replace view audit.{t} as select d.* from delta.audit_{t} d \
+                 join (select distinct batch_id from delta.audit_batches) b on d.batch_id = b.batch_id \
+                 left join (select batch_id, sha256 from delta.audit_batches where status = 'unreadable') u \
+                 on d.batch_id = u.batch_id and d.sha256 = u.sha256 \
+                 where u.batch_id is null"
             ))
             .await?;
         }
         for form in self.catalog.forms.values() {
             q(format!(
-                "create or replace view raw.{0} as select * from delta.raw_{0} where {COMMITTED}",
+                "create or replace view raw.{0} as select r.* from delta.raw_{0} r \
+                 join {LOADED_FILES} f on r._batch_id = f.batch_id and r._source_sha256 = f.sha256",
                 form.name
             ))
             .await?;
