@@ -6,3 +6,4 @@ mod common;
 mod crash;
 mod history;
 mod python;
+mod s3;
