@@ -663,17 +663,7 @@ fn ytd_decrease_sql(form: &Form, batch_id: &str, failed: &[String]) -> Option<St
         .map(|k| format!("t.{k} = p.{k}"))
         .collect::<Vec<_>>()
         .join(" and ");
-    let measures: Vec<&str> = form
-        .columns
-        .iter()
-        .filter(|c| {
-            matches!(
-                c.ty,
-                ColumnType::Amount | ColumnType::Count | ColumnType::Decimal
-            )
-        })
-        .map(|c| c.name.as_str())
-        .collect();
+    let measures = ytd_measures(form);
     if measures.is_empty() {
         return None;
     }
@@ -697,9 +687,9 @@ fn ytd_decrease_sql(form: &Form, batch_id: &str, failed: &[String]) -> Option<St
     ))
 }
 
-async fn ytd_decreases(ctx: &SessionContext, form: &Form, sql: &str) -> Result<Vec<Diagnostic>> {
-    let measures: Vec<&str> = form
-        .columns
+/// The cumulative quantities of a year-to-date form: its amounts, counts and decimals.
+fn ytd_measures(form: &Form) -> Vec<&str> {
+    form.columns
         .iter()
         .filter(|c| {
             matches!(
@@ -708,7 +698,11 @@ async fn ytd_decreases(ctx: &SessionContext, form: &Form, sql: &str) -> Result<V
             )
         })
         .map(|c| c.name.as_str())
-        .collect();
+        .collect()
+}
+
+async fn ytd_decreases(ctx: &SessionContext, form: &Form, sql: &str) -> Result<Vec<Diagnostic>> {
+    let measures = ytd_measures(form);
     let mut out = Vec::new();
     for b in ctx.sql(sql).await?.collect().await? {
         let cols: Vec<StringArray> = (0..b.num_columns())

@@ -15,6 +15,27 @@
 //! (the `raw.*` and `audit.*` views filter on committed batches) and the next
 //! ingest deletes them. So a crash at any moment leaves every table, as
 //! readers see it, as before the batch or as after it.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use stmon_warehouse::{IngestRequest, Warehouse};
+//! let dir = tempfile::tempdir().unwrap();
+//! let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas");
+//! let catalog = Arc::new(stmon_schema::Catalog::load(schemas).unwrap());
+//! let wh = Warehouse::open(dir.path().join("wh").to_str().unwrap(), catalog).unwrap();
+//! let file = dir.path().join("contracts.csv");
+//! std::fs::write(&file, "contract_id,registered_on,county_code,seller_credit_code,contract_type,amount,submitted_at\n\
+//!     C1,2023-03-01,330602,91330100716105852F,development,12.5,2023-03-02 09:00\n").unwrap();
+//! let report = wh.ingest(&IngestRequest::new(vec![file.clone()]), &|_| {}).await.unwrap();
+//! assert_eq!(report.forms["tech_contract"].accepted, 1);
+//! let ctx = wh.session().await.unwrap();
+//! assert_eq!(ctx.table("current.tech_contract").await.unwrap().count().await.unwrap(), 1);
+//! // The same file again: recognised by its hash, nothing to do.
+//! let again = wh.ingest(&IngestRequest::new(vec![file]), &|_| {}).await.unwrap();
+//! assert_eq!(again.batch_id, None);
+//! # });
+//! ```
 
 mod batch;
 mod session;
