@@ -672,16 +672,29 @@ fn ytd_decrease_sql(form: &Form, batch_id: &str, failed: &[String]) -> Option<St
         .map(|m| format!("cast(t.{m} as varchar), cast(p.{m} as varchar), t.{m} < p.{m}"))
         .collect();
     let any_lower: Vec<String> = measures.iter().map(|m| format!("t.{m} < p.{m}")).collect();
+    // The previous period's latest version of each unit, measures only: a
+    // narrow aggregate, so that even a first load of the whole country stays
+    // within memory (the wide current view joined to itself did not).
+    let unit_cols: Vec<&String> = form.key.iter().filter(|k| *k != "period").collect();
+    let latest: Vec<String> = measures
+        .iter()
+        .map(|m| format!("first_value({m} order by submitted_at desc, _batch_id desc, _row_number desc) as {m}"))
+        .collect();
+    let failed_clause: String = failed
+        .iter()
+        .map(|s| format!(" and _source_sha256 <> '{s}'"))
+        .collect();
     Some(format!(
-        "with cur as ({current})\n\
+        "with p as (select {units}, period, {latest} from ({versions}) v where not coalesce(withdrawn, false) group by {units}, period),\n\
+         t as (select * from delta.raw_{form} where _batch_id = '{batch_id}'{failed_clause} and not coalesce(withdrawn, false))\n\
          select t._source_file, t._source_sha256, t._row_number, p.period, {pairs}\n\
-         from cur t join cur p on {unit} and p.period = {prev}\n\
-         where t._batch_id = '{batch_id}' and ({any})\n\
+         from t join p on {unit} and p.period = {prev}\n\
+         where {any}\n\
          order by 1, 3",
-        current = crate::session::current_view_sql(
-            form,
-            &format!("({})", versions_of(form, batch_id, failed))
-        ),
+        units = unit_cols.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+        latest = latest.join(", "),
+        versions = versions_of(form, batch_id, failed),
+        form = form.name,
         pairs = pairs.join(", "),
         any = any_lower.join(" or "),
     ))
