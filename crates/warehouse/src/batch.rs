@@ -678,7 +678,7 @@ fn ytd_decrease_sql(form: &Form, batch_id: &str, failed: &[String]) -> Option<St
     let unit_cols: Vec<&String> = form.key.iter().filter(|k| *k != "period").collect();
     let latest: Vec<String> = measures
         .iter()
-        .map(|m| format!("first_value({m} order by submitted_at desc, _batch_id desc, _row_number desc) as {m}"))
+        .map(|m| format!("first_value({m} order by submitted_at desc) as {m}"))
         .collect();
     let failed_clause: String = failed
         .iter()
