@@ -374,7 +374,7 @@ impl Warehouse {
             .filter(|f| f.status == "unreadable")
             .map(|f| f.sha256.clone())
             .collect();
-        let ctx = self.bounded_session().await?;
+        let ctx = self.session().await?;
         let mut conflicts: Vec<Diagnostic> = Vec::new();
         let mut conflict_rows: HashMap<String, u64> = HashMap::new();
         let mut corrected: HashMap<String, u64> = HashMap::new();

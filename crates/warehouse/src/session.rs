@@ -91,28 +91,6 @@ impl Warehouse {
         Ok(ctx)
     }
 
-    /// A session whose queries spill to disk beyond a memory budget
-    /// (`STMON_MEMORY_LIMIT_MB`, default 2048): the post-load checks of a batch
-    /// aggregate and join every version of the units it touches, which on a
-    /// first load of a whole country is the whole table. Sort-merge joins are
-    /// preferred because they can spill; hash joins cannot.
-    pub async fn bounded_session(&self) -> Result<SessionContext> {
-        use datafusion::execution::memory_pool::FairSpillPool;
-        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-        use datafusion::prelude::SessionConfig;
-        let mb: usize = std::env::var("STMON_MEMORY_LIMIT_MB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2048);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(mb * 1024 * 1024)))
-            .build_arc()?;
-        let config = SessionConfig::new().set_bool("datafusion.optimizer.prefer_hash_join", false);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        self.register(&ctx).await?;
-        Ok(ctx)
-    }
-
     /// Registers the tables and views into an existing session.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
         for id in self.ingest_tables().into_keys() {
