@@ -106,7 +106,8 @@ fn an_s3_warehouse_behaves_like_a_local_one() {
          o = dict(AWS_ENDPOINT_URL='{endpoint}', AWS_ACCESS_KEY_ID='test', AWS_SECRET_ACCESS_KEY='test', AWS_REGION='us-east-1', AWS_ALLOW_HTTP='true')\n\
          raw = DeltaTable('s3://stmon/wh/raw/enterprise_rd', storage_options=o).to_pyarrow_table().to_pylist()\n\
          q = DeltaTable('s3://stmon/wh/audit/quarantine', storage_options=o).to_pyarrow_table()\n\
-         print(raw[0]['credit_code'], raw[0]['county_code'], q.num_rows)"
+         print(raw[0]['credit_code'], raw[0]['county_code'], q.num_rows, flush=True)\n\
+         import os; os._exit(0)"
     );
     let out = Command::new("python3")
         .arg("-c")
