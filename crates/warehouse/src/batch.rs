@@ -33,6 +33,9 @@ pub struct IngestRequest {
     pub chunk_rows: usize,
     /// Rows buffered per table before a Delta append (bounds memory).
     pub commit_rows: usize,
+    /// Rows (versions of touched units) per bucket of the checks after loading;
+    /// bounds their memory (see [`crate::bucket`]).
+    pub check_bucket_rows: u64,
 }
 
 impl IngestRequest {
@@ -42,6 +45,7 @@ impl IngestRequest {
             form: None,
             chunk_rows: 16_384,
             commit_rows: 400_000,
+            check_bucket_rows: 500_000,
         }
     }
 }
@@ -385,19 +389,29 @@ impl Warehouse {
             .values()
             .filter(|f| touched.contains(&f.name))
         {
-            for d in find_conflicts(&ctx, form, &batch_id, &failed).await? {
-                if d.1 {
-                    *conflict_rows.entry(d.0.sha256.clone()).or_default() += 1;
+            let n = buckets_for(&ctx, form, &batch_id, &failed, req.check_bucket_rows).await?;
+            tracing::info!(form = %form.name, buckets = n, "checking");
+            for i in 0..n {
+                let bucket = Bucket { n, i };
+                for d in find_conflicts(&ctx, form, &batch_id, &failed, bucket).await? {
+                    if d.1 {
+                        *conflict_rows.entry(d.0.sha256.clone()).or_default() += 1;
+                    }
+                    conflicts.push(d.0);
                 }
-                conflicts.push(d.0);
-            }
-            for (sha, n) in query_pairs(&ctx, &corrections_sql(form, &batch_id, &failed)).await? {
-                corrected.insert(sha, n.parse().unwrap_or(0));
-            }
-            if let Some(sql) = ytd_decrease_sql(form, &batch_id, &failed) {
-                ytd_warnings.extend(ytd_decreases(&ctx, form, &sql).await?);
+                let sql = corrections_sql(form, &batch_id, &failed, bucket);
+                for (sha, n) in query_pairs(&ctx, &sql).await? {
+                    *corrected.entry(sha).or_default() += n.parse::<u64>().unwrap_or(0);
+                }
+                if let Some(sql) = ytd_decrease_sql(form, &batch_id, &failed, bucket) {
+                    ytd_warnings.extend(ytd_decreases(&ctx, form, &sql).await?);
+                }
             }
         }
+        // Buckets split files: restore the order of files and rows.
+        let order = |d: &Diagnostic| (d.file.clone(), d.row, d.column.clone());
+        conflicts.sort_by_key(order);
+        ytd_warnings.sort_by_key(order);
         if !ytd_warnings.is_empty() {
             for w in &ytd_warnings {
                 if let Some(f) = loaded.iter_mut().find(|f| f.sha256 == w.sha256) {
@@ -543,7 +557,7 @@ fn skipped_file(path: PathBuf, probe: &Probe, message: String) -> FileReport {
 /// without its period, so that the previous period of a year-to-date series
 /// is there too. Restricting to touched units keeps the checks proportional to
 /// the batch on a nightly run, not to the warehouse.
-fn versions_of(form: &Form, batch_id: &str, failed: &[String]) -> String {
+fn versions_of(form: &Form, batch_id: &str, failed: &[String], bucket: Bucket) -> String {
     let failed: String = failed
         .iter()
         .map(|s| format!(" and _source_sha256 <> '{s}'"))
@@ -553,11 +567,66 @@ fn versions_of(form: &Form, batch_id: &str, failed: &[String]) -> String {
     let on: Vec<String> = unit.iter().map(|k| format!("v.{k} = k.{k}")).collect();
     format!(
         "select v.* from (select * from raw.{0} union all select * from delta.raw_{0} where _batch_id = '{batch_id}'{failed}) v \
-         join (select distinct {cols} from delta.raw_{0} where _batch_id = '{batch_id}'{failed}) k on {on}",
+         join (select distinct {cols} from delta.raw_{0} where _batch_id = '{batch_id}'{failed}{k_bucket}) k on {on}{v_bucket}",
         form.name,
         cols = cols.join(", "),
         on = on.join(" and "),
+        k_bucket = bucket.filter(form, "and", None),
+        v_bucket = bucket.filter(form, " where", Some("v")),
     )
+}
+
+/// One of `n` slices of the units a batch touches (see [`crate::bucket`]).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    n: u64,
+    i: u64,
+}
+
+impl Bucket {
+    const ALL: Bucket = Bucket { n: 1, i: 0 };
+
+    /// ` {conj} unit_bucket(<unit of alias>, n) = i`, or nothing for one bucket.
+    fn filter(self, form: &Form, conj: &str, alias: Option<&str>) -> String {
+        if self.n <= 1 {
+            return String::new();
+        }
+        let prefix = alias.map(|a| format!("{a}.")).unwrap_or_default();
+        let unit: Vec<String> = form
+            .key
+            .iter()
+            .filter(|k| *k != "period")
+            .map(|k| format!("cast({prefix}{k} as varchar)"))
+            .collect();
+        format!(
+            " {conj} {}(concat_ws('|', {}), {}) = {}",
+            crate::bucket::NAME,
+            unit.join(", "),
+            self.n,
+            self.i
+        )
+    }
+}
+
+/// How many buckets the checks of `form` need to hold at most `bucket_rows`
+/// versions each (on average: a unit's versions are never split).
+async fn buckets_for(
+    ctx: &SessionContext,
+    form: &Form,
+    batch_id: &str,
+    failed: &[String],
+    bucket_rows: u64,
+) -> Result<u64> {
+    let sql = format!(
+        "select count(*) from ({})",
+        versions_of(form, batch_id, failed, Bucket::ALL)
+    );
+    let rows: u64 = query_strings(ctx, &sql)
+        .await?
+        .first()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok(rows.div_ceil(bucket_rows.max(1)).max(1))
 }
 
 /// Rows in `(key, submitted_at)` groups whose versions disagree, where the group
@@ -567,6 +636,7 @@ async fn find_conflicts(
     form: &Form,
     batch_id: &str,
     failed: &[String],
+    bucket: Bucket,
 ) -> Result<Vec<(Diagnostic, bool)>> {
     let key = form.key.join(", ");
     let on: Vec<String> = form.key.iter().map(|k| format!("v.{k} = g.{k}")).collect();
@@ -586,7 +656,7 @@ async fn find_conflicts(
          from v join g on {on} and v.submitted_at = g.submitted_at\n\
          where g.differ and g.touches = 1 and (v._batch_id = '{batch_id}' or coalesce(g.old_agreed, false))\n\
          order by v._source_file, v._row_number",
-        versions = versions_of(form, batch_id, failed),
+        versions = versions_of(form, batch_id, failed, bucket),
         key_text = key_text.join(", ', ', "),
         on = on.join(" and "),
     );
@@ -621,7 +691,7 @@ async fn find_conflicts(
 }
 
 /// Per file of this batch: accepted rows that replace an earlier version of their key.
-fn corrections_sql(form: &Form, batch_id: &str, failed: &[String]) -> String {
+fn corrections_sql(form: &Form, batch_id: &str, failed: &[String], bucket: Bucket) -> String {
     let key = form.key.join(", ");
     let on = |a: &str, b: &str| {
         form.key
@@ -637,7 +707,7 @@ fn corrections_sql(form: &Form, batch_id: &str, failed: &[String]) -> String {
          first as (select {key}, min(submitted_at) as first_at from agreed group by {key})\n\
          select t._source_sha256, cast(count(*) as varchar) from agreed t join first f on {on_f}\n\
          where t._batch_id = '{batch_id}' and t.submitted_at > f.first_at group by t._source_sha256",
-        versions = versions_of(form, batch_id, failed),
+        versions = versions_of(form, batch_id, failed, bucket),
         on_ok = on("v", "ok"),
         on_f = on("t", "f"),
     )
@@ -647,7 +717,12 @@ fn corrections_sql(form: &Form, batch_id: &str, failed: &[String]) -> String {
 /// current view, whose cumulative amount or count is lower than the same
 /// unit's value for the previous period of the same year. Accepted, with a
 /// warning: a revision downwards is possible, but worth a look.
-fn ytd_decrease_sql(form: &Form, batch_id: &str, failed: &[String]) -> Option<String> {
+fn ytd_decrease_sql(
+    form: &Form,
+    batch_id: &str,
+    failed: &[String],
+    bucket: Bucket,
+) -> Option<String> {
     let prev = match form.frequency {
         Frequency::Monthly => "case when cast(substr(t.period, 6, 2) as int) > 1 then concat(substr(t.period, 1, 5), lpad(cast(cast(substr(t.period, 6, 2) as int) - 1 as varchar), 2, '0')) end",
         Frequency::Quarterly => "case when cast(substr(t.period, 7, 1) as int) > 1 then concat(substr(t.period, 1, 6), cast(cast(substr(t.period, 7, 1) as int) - 1 as varchar)) end",
@@ -686,14 +761,15 @@ fn ytd_decrease_sql(form: &Form, batch_id: &str, failed: &[String]) -> Option<St
         .collect();
     Some(format!(
         "with p as (select {units}, period, {latest} from ({versions}) v where not coalesce(withdrawn, false) group by {units}, period),\n\
-         t as (select * from delta.raw_{form} where _batch_id = '{batch_id}'{failed_clause} and not coalesce(withdrawn, false))\n\
+         t as (select * from delta.raw_{form} where _batch_id = '{batch_id}'{failed_clause} and not coalesce(withdrawn, false){t_bucket})\n\
          select t._source_file, t._source_sha256, t._row_number, p.period, {pairs}\n\
          from t join p on {unit} and p.period = {prev}\n\
          where {any}\n\
          order by 1, 3",
         units = unit_cols.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
         latest = latest.join(", "),
-        versions = versions_of(form, batch_id, failed),
+        versions = versions_of(form, batch_id, failed, bucket),
+        t_bucket = bucket.filter(form, "and", None),
         form = form.name,
         pairs = pairs.join(", "),
         any = any_lower.join(" or "),

@@ -38,6 +38,7 @@
 //! ```
 
 mod batch;
+pub mod bucket;
 mod session;
 mod tables;
 

@@ -93,6 +93,7 @@ impl Warehouse {
 
     /// Registers the tables and views into an existing session.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
+        ctx.register_udf(crate::bucket::udf());
         for id in self.ingest_tables().into_keys() {
             self.register_physical(ctx, &id).await?;
         }
