@@ -47,7 +47,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     req.commit_rows = args.commit_rows.max(1);
     req.check_bucket_rows = args.check_bucket_rows.max(1);
     let bar = ProgressBar::hidden();
-    if console_is_terminal() {
+    if super::console_is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     }
     bar.set_style(
@@ -73,11 +73,6 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn console_is_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal()
 }
 
 pub fn print_report(wh: &Warehouse, r: &BatchReport) {

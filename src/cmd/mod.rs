@@ -2,6 +2,9 @@
 
 mod fixtures;
 mod ingest;
+mod models;
+mod progress;
+mod sql;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +35,9 @@ pub struct Cli {
     /// Another division table (code,name,parent_code,successor), e.g. a province's.
     #[arg(long, global = true, env = "STMON_DIVISIONS")]
     pub divisions: Option<PathBuf>,
+    /// Folder of the SQL models (staging/, intermediate/, marts/).
+    #[arg(long = "sql-dir", global = true, env = "STMON_SQL")]
+    pub sql_dir: Option<PathBuf>,
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -42,6 +48,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Ingest(ingest::Args),
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    Progress(progress::Args),
+    Sql(sql::Args),
     /// Deterministic test data in the contract's format.
     #[command(subcommand)]
     Fixtures(fixtures::FixturesCommand),
@@ -75,6 +85,26 @@ fn schemas_dir(cli: &Cli) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas"))
 }
 
+/// A file of the project: relative to the working directory if it is there,
+/// else the one shipped with the source.
+pub fn project_file(rel: &str) -> PathBuf {
+    let local = PathBuf::from(rel);
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"))).join(rel)
+}
+
+pub fn load_project(cli: &Cli) -> anyhow::Result<stmon_models::Project> {
+    let dir = cli.sql_dir.clone().unwrap_or_else(|| project_file("sql"));
+    Ok(stmon_models::Project::load(&dir)?)
+}
+
+pub fn console_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
 pub fn load_catalog(cli: &Cli) -> anyhow::Result<Arc<stmon_schema::Catalog>> {
     let dir = schemas_dir(cli);
     let catalog = match &cli.divisions {
@@ -88,6 +118,9 @@ pub fn load_catalog(cli: &Cli) -> anyhow::Result<Arc<stmon_schema::Catalog>> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Ingest(args) => ingest::run(&cli, args).await,
+        Command::Models(c) => models::run(&cli, c).await,
+        Command::Progress(args) => progress::run(&cli, args).await,
+        Command::Sql(args) => sql::run(&cli, args).await,
         Command::Fixtures(c) => fixtures::run(&cli, c),
     }
 }

@@ -31,6 +31,11 @@ pub async fn ingest(wh: &Warehouse, paths: &[PathBuf]) -> BatchReport {
 /// Rows of a query, every value cast to text ("NULL" for null).
 pub async fn query(wh: &Warehouse, sql: &str) -> Vec<Vec<String>> {
     let ctx = wh.session().await.expect("session");
+    rows_of(&ctx, sql).await
+}
+
+/// Rows of a query in a session, every value cast to text ("NULL" for null).
+pub async fn rows_of(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<Vec<String>> {
     let batches = ctx
         .sql(sql)
         .await

@@ -5,5 +5,8 @@ mod cli;
 mod common;
 mod crash;
 mod history;
+mod indicators;
+mod models;
 mod python;
 mod s3;
+mod shell;

@@ -86,7 +86,13 @@ fn ensure_schemas(ctx: &SessionContext) -> Result<()> {
 impl Warehouse {
     /// A session with every warehouse table and view registered.
     pub async fn session(&self) -> Result<SessionContext> {
-        let ctx = SessionContext::new();
+        // Delta's planner too, so that a plan of this session can be written
+        // to a Delta table (`WriteBuilder::with_input_plan`).
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         self.register(&ctx).await?;
         Ok(ctx)
     }

@@ -1,0 +1,383 @@
+//! `stmon-models`: SQL models over the warehouse.
+//!
+//! A project is a folder (`sql/`) of layers — `staging/`, `intermediate/`,
+//! `marts/` — with one model per `.sql` file: a single DataFusion `SELECT`, no
+//! template language. A model's dependencies are the tables its SQL names,
+//! found with DataFusion's own parser; a reference `<layer>.<name>` to another
+//! model is an edge of the graph, anything else (`current.*`, `raw.*`,
+//! `ref.*`) is a source. Models run in dependency order and each is written as
+//! the Delta table `<warehouse>/<layer>/<model>` (see [`run`]). A YAML file
+//! beside a model (`<model>.yml`) describes it and declares its data tests
+//! (see [`checks`]).
+//!
+//! ```
+//! let sql = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sql");
+//! let project = stmon_models::Project::load(std::path::Path::new(sql)).unwrap();
+//! let order: Vec<String> = project.models.iter().map(|m| m.id.to_string()).collect();
+//! // Every model comes after the models it reads.
+//! for m in &project.models {
+//!     let me = order.iter().position(|x| *x == m.id.to_string()).unwrap();
+//!     for d in &m.deps {
+//!         assert!(order.iter().position(|x| *x == d.to_string()).unwrap() < me);
+//!     }
+//! }
+//! ```
+
+pub mod checks;
+pub mod progress;
+pub mod reference;
+pub mod run;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use datafusion::sql::parser::DFParser;
+
+/// The layers of a project, in the order data flows through them.
+pub const LAYERS: [&str; 3] = ["staging", "intermediate", "marts"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {message}")]
+    Model { path: PathBuf, message: String },
+    #[error("{0}")]
+    Project(String),
+    #[error(transparent)]
+    Warehouse(Box<stmon_warehouse::Error>),
+    #[error("query failed: {0}")]
+    Query(Box<datafusion::error::DataFusionError>),
+    #[error("delta: {0}")]
+    Delta(Box<deltalake::DeltaTableError>),
+    #[error("arrow: {0}")]
+    Arrow(Box<arrow::error::ArrowError>),
+}
+
+macro_rules! boxed_from {
+    ($($variant:ident: $ty:ty),*) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Warehouse: stmon_warehouse::Error,
+    Query: datafusion::error::DataFusionError,
+    Delta: deltalake::DeltaTableError,
+    Arrow: arrow::error::ArrowError
+);
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `<layer>.<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModelId {
+    pub layer: String,
+    pub name: String,
+}
+
+impl fmt::Display for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.layer, self.name)
+    }
+}
+
+/// One model: a file of SQL, what it reads, and its description and tests.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub id: ModelId,
+    pub path: PathBuf,
+    pub sql: String,
+    /// Models this one reads.
+    pub deps: Vec<ModelId>,
+    /// Other tables it reads (`current.enterprise_rd`, `ref.divisions`…).
+    pub sources: Vec<String>,
+    pub spec: checks::ModelSpec,
+}
+
+/// All models of a folder, in dependency order (ties by layer, then name).
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub models: Vec<Model>,
+}
+
+impl Project {
+    /// Reads every `<dir>/<layer>/*.sql` and its `.yml`, parses the SQL and orders the graph.
+    pub fn load(dir: &Path) -> Result<Project> {
+        let mut found = Vec::new();
+        for layer in LAYERS {
+            let folder = dir.join(layer);
+            if !folder.is_dir() {
+                continue;
+            }
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+                .map_err(|e| Error::Project(format!("{}: {e}", folder.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+                .collect();
+            files.sort();
+            for path in files {
+                found.push(read_model(layer, path)?);
+            }
+        }
+        if found.is_empty() {
+            return Err(Error::Project(format!(
+                "no models found under {} (expected {}/<model>.sql)",
+                dir.display(),
+                LAYERS.join("|")
+            )));
+        }
+        let known: BTreeSet<ModelId> = found.iter().map(|m| m.id.clone()).collect();
+        for m in &mut found {
+            let mut deps = Vec::new();
+            let mut sources = Vec::new();
+            for r in std::mem::take(&mut m.sources) {
+                match r.split_once('.') {
+                    Some((layer, name)) if LAYERS.contains(&layer) => {
+                        let id = ModelId {
+                            layer: layer.into(),
+                            name: name.into(),
+                        };
+                        if !known.contains(&id) {
+                            return Err(Error::Model {
+                                path: m.path.clone(),
+                                message: format!(
+                                    "reads {id}, which is not a model of this project"
+                                ),
+                            });
+                        }
+                        if id == m.id {
+                            return Err(Error::Model {
+                                path: m.path.clone(),
+                                message: "reads itself".into(),
+                            });
+                        }
+                        deps.push(id);
+                    }
+                    _ => sources.push(r),
+                }
+            }
+            deps.sort();
+            deps.dedup();
+            sources.sort();
+            sources.dedup();
+            m.deps = deps;
+            m.sources = sources;
+        }
+        let models = order(found)?;
+        Ok(Project {
+            dir: dir.to_path_buf(),
+            models,
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Model> {
+        self.models
+            .iter()
+            .find(|m| m.id.to_string() == id || m.id.name == id)
+    }
+
+    /// The models a selection names, in run order. Each selector is a model
+    /// (`indicators` or `marts.indicators`), `+name` (it and everything it
+    /// reads, transitively), `name+` (it and everything that reads it), or
+    /// `+name+`. No selector selects everything.
+    pub fn select(&self, selectors: &[String]) -> Result<Vec<&Model>> {
+        if selectors.is_empty() {
+            return Ok(self.models.iter().collect());
+        }
+        let mut chosen: BTreeSet<ModelId> = BTreeSet::new();
+        for s in selectors {
+            let up = s.starts_with('+');
+            let down = s.ends_with('+') && s.len() > 1;
+            let name = s.trim_matches('+');
+            let m = self.get(name).ok_or_else(|| {
+                Error::Project(format!(
+                    "--select {s}: no model named {name} (see `stmon models list`)"
+                ))
+            })?;
+            chosen.insert(m.id.clone());
+            if up {
+                chosen.extend(self.upstream(&m.id));
+            }
+            if down {
+                chosen.extend(self.downstream(&m.id));
+            }
+        }
+        Ok(self
+            .models
+            .iter()
+            .filter(|m| chosen.contains(&m.id))
+            .collect())
+    }
+
+    fn upstream(&self, id: &ModelId) -> BTreeSet<ModelId> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![id.clone()];
+        while let Some(x) = stack.pop() {
+            if let Some(m) = self.models.iter().find(|m| m.id == x) {
+                for d in &m.deps {
+                    if out.insert(d.clone()) {
+                        stack.push(d.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn downstream(&self, id: &ModelId) -> BTreeSet<ModelId> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![id.clone()];
+        while let Some(x) = stack.pop() {
+            for m in &self.models {
+                if m.deps.contains(&x) && out.insert(m.id.clone()) {
+                    stack.push(m.id.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The graph as text: each model with what it reads.
+    pub fn graph_text(&self) -> String {
+        let mut out = String::new();
+        for m in &self.models {
+            out.push_str(&m.id.to_string());
+            let reads: Vec<String> = m
+                .deps
+                .iter()
+                .map(|d| d.to_string())
+                .chain(m.sources.iter().cloned())
+                .collect();
+            if !reads.is_empty() {
+                out.push_str(" ← ");
+                out.push_str(&reads.join(", "));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The graph in Graphviz DOT: models as boxes clustered by layer, sources as ellipses.
+    pub fn graph_dot(&self) -> String {
+        let mut out = String::from("digraph models {\n  rankdir=LR;\n  node [shape=box];\n");
+        let mut sources = BTreeSet::new();
+        for layer in LAYERS {
+            out.push_str(&format!(
+                "  subgraph cluster_{layer} {{\n    label=\"{layer}\";\n"
+            ));
+            for m in self.models.iter().filter(|m| m.id.layer == layer) {
+                out.push_str(&format!("    \"{}\";\n", m.id));
+            }
+            out.push_str("  }\n");
+        }
+        for m in &self.models {
+            for d in &m.deps {
+                out.push_str(&format!("  \"{d}\" -> \"{}\";\n", m.id));
+            }
+            for s in &m.sources {
+                sources.insert(s.clone());
+                out.push_str(&format!("  \"{s}\" -> \"{}\";\n", m.id));
+            }
+        }
+        for s in sources {
+            out.push_str(&format!("  \"{s}\" [shape=ellipse];\n"));
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+fn read_model(layer: &str, path: PathBuf) -> Result<Model> {
+    let bad = |message: String| Error::Model {
+        path: path.clone(),
+        message,
+    };
+    let sql = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| bad("file name is not UTF-8".into()))?
+        .to_string();
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(bad(format!(
+            "model name {name:?}: use lower-case letters, digits and _"
+        )));
+    }
+    let sources = table_references(&sql).map_err(bad)?;
+    let yml = path.with_extension("yml");
+    let spec = if yml.is_file() {
+        checks::ModelSpec::load(&yml)?
+    } else {
+        checks::ModelSpec::default()
+    };
+    Ok(Model {
+        id: ModelId {
+            layer: layer.into(),
+            name,
+        },
+        path,
+        sql,
+        deps: Vec::new(),
+        sources,
+        spec,
+    })
+}
+
+/// Tables a statement reads, as `schema.table` (CTE names excluded), found by
+/// DataFusion's SQL parser. The statement must be exactly one query.
+pub fn table_references(sql: &str) -> std::result::Result<Vec<String>, String> {
+    let mut statements = DFParser::parse_sql(sql).map_err(|e| e.to_string())?;
+    if statements.len() != 1 {
+        return Err(format!(
+            "a model is exactly one SELECT statement; found {}",
+            statements.len()
+        ));
+    }
+    let statement = statements.pop_front().expect("one statement");
+    let (refs, _ctes) = datafusion::sql::resolve::resolve_table_references(&statement, true)
+        .map_err(|e| e.to_string())?;
+    Ok(refs.iter().map(|r| r.to_string()).collect())
+}
+
+/// Kahn's algorithm; among ready models, the earlier layer, then the name, first.
+fn order(models: Vec<Model>) -> Result<Vec<Model>> {
+    let rank = |m: &Model| {
+        (
+            LAYERS.iter().position(|l| *l == m.id.layer).unwrap_or(9),
+            m.id.name.clone(),
+        )
+    };
+    let mut pending: BTreeMap<(usize, String), Model> =
+        models.into_iter().map(|m| (rank(&m), m)).collect();
+    let mut done: BTreeSet<ModelId> = BTreeSet::new();
+    let mut out = Vec::new();
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .find(|(_, m)| m.deps.iter().all(|d| done.contains(d)))
+            .map(|(k, _)| k.clone());
+        match ready {
+            Some(k) => {
+                let m = pending.remove(&k).expect("present");
+                done.insert(m.id.clone());
+                out.push(m);
+            }
+            None => {
+                let stuck: Vec<String> = pending.values().map(|m| m.id.to_string()).collect();
+                return Err(Error::Project(format!(
+                    "models depend on each other in a cycle: {}",
+                    stuck.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(out)
+}

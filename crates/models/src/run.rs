@@ -1,0 +1,312 @@
+//! Running models: each selected model, in dependency order, is planned by
+//! DataFusion and streamed into its Delta table `<warehouse>/<layer>/<model>`
+//! (one overwrite commit: readers see the old table or the new one, never a
+//! half-written one), then re-registered so that its dependents read what was
+//! just written, then its data tests run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::prelude::SessionContext;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use stmon_warehouse::{TableId, Warehouse};
+
+use crate::checks::{self, DataTest};
+use crate::{Model, ModelId, Project, Result, LAYERS};
+
+/// A session over the warehouse with the reference tables and every model
+/// table that exists registered as `<layer>.<model>`.
+pub async fn session(wh: &Warehouse, project: &Project) -> Result<SessionContext> {
+    let ctx = wh.session().await?;
+    crate::reference::register(&ctx, &wh.catalog.divisions)?;
+    let catalog = ctx.catalog("datafusion").expect("default catalog");
+    for layer in LAYERS {
+        if catalog.schema(layer).is_none() {
+            catalog.register_schema(layer, Arc::new(MemorySchemaProvider::new()))?;
+        }
+    }
+    for m in &project.models {
+        register_model(wh, &ctx, &m.id).await?;
+    }
+    Ok(ctx)
+}
+
+/// Registers a model's Delta table under `<layer>.<model>` if it exists.
+/// Returns whether it does.
+pub async fn register_model(wh: &Warehouse, ctx: &SessionContext, id: &ModelId) -> Result<bool> {
+    let table = wh.table(&TableId::new(&id.layer, &id.name)).await?;
+    if table.version().is_none() {
+        return Ok(false);
+    }
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table.table_provider().await?;
+    let name = id.to_string();
+    ctx.deregister_table(name.as_str())?;
+    ctx.register_table(name.as_str(), provider)?;
+    Ok(true)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Selectors (`name`, `+name`, `name+`); empty selects every model.
+    pub select: Vec<String>,
+    /// Stop at the first failing model or data test.
+    pub fail_fast: bool,
+    /// Skip the data tests.
+    pub no_tests: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Failed(String),
+    Skipped(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TestOutcome {
+    pub name: String,
+    /// Failing rows (0 = passed).
+    pub failures: u64,
+    /// The first failing rows, as a table for a person.
+    pub sample: String,
+    /// The test's SQL itself failed.
+    pub error: Option<String>,
+}
+
+impl TestOutcome {
+    pub fn passed(&self) -> bool {
+        self.failures == 0 && self.error.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelOutcome {
+    pub id: ModelId,
+    pub status: Status,
+    pub rows: u64,
+    pub elapsed: Duration,
+    pub tests: Vec<TestOutcome>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub models: Vec<ModelOutcome>,
+}
+
+impl RunReport {
+    pub fn failed_models(&self) -> usize {
+        self.models
+            .iter()
+            .filter(|m| matches!(m.status, Status::Failed(_)))
+            .count()
+    }
+    pub fn failed_tests(&self) -> usize {
+        self.models
+            .iter()
+            .flat_map(|m| &m.tests)
+            .filter(|t| !t.passed())
+            .count()
+    }
+    pub fn ok(&self) -> bool {
+        self.failed_models() == 0
+            && self.failed_tests() == 0
+            && self
+                .models
+                .iter()
+                .all(|m| !matches!(m.status, Status::Skipped(_)))
+    }
+}
+
+/// What a run reports as it goes.
+pub enum Event<'a> {
+    Start { total: usize },
+    Model(&'a ModelOutcome),
+}
+
+/// Runs the selected models and their tests.
+pub async fn run(
+    wh: &Warehouse,
+    project: &Project,
+    opts: &RunOptions,
+    on: &(dyn Fn(Event) + Sync),
+) -> Result<RunReport> {
+    let selected = project.select(&opts.select)?;
+    let ctx = session(wh, project).await?;
+    on(Event::Start {
+        total: selected.len(),
+    });
+    let mut report = RunReport::default();
+    let mut stop = false;
+    for m in selected {
+        let t = Instant::now();
+        let blocked = m.deps.iter().find(|d| {
+            report
+                .models
+                .iter()
+                .any(|o| &o.id == *d && !matches!(o.status, Status::Ok))
+        });
+        let mut outcome = ModelOutcome {
+            id: m.id.clone(),
+            status: Status::Ok,
+            rows: 0,
+            elapsed: Duration::ZERO,
+            tests: Vec::new(),
+        };
+        if stop {
+            outcome.status = Status::Skipped("--fail-fast: an earlier failure".into());
+        } else if let Some(d) = blocked {
+            outcome.status = Status::Skipped(format!("upstream {d} did not run"));
+        } else {
+            match materialise(wh, &ctx, m).await {
+                Ok(rows) => {
+                    outcome.rows = rows;
+                    if !opts.no_tests {
+                        outcome.tests =
+                            run_tests(&ctx, &checks::compile(&m.id, &m.spec), opts.fail_fast).await;
+                    }
+                }
+                Err(message) => outcome.status = Status::Failed(message),
+            }
+        }
+        outcome.elapsed = t.elapsed();
+        let failed = matches!(outcome.status, Status::Failed(_))
+            || outcome.tests.iter().any(|t| !t.passed());
+        if failed && opts.fail_fast {
+            stop = true;
+        }
+        tracing::info!(model = %outcome.id, rows = outcome.rows, elapsed = ?outcome.elapsed, "model");
+        on(Event::Model(&outcome));
+        report.models.push(outcome);
+    }
+    Ok(report)
+}
+
+/// Plans and writes one model; an error is a message naming file and line.
+async fn materialise(wh: &Warehouse, ctx: &SessionContext, m: &Model) -> Result<u64, String> {
+    let file = m.path.display().to_string();
+    let fail = |e: String| format!("{file}{}: {e}", locate(&m.sql, &e));
+    let df = ctx.sql(&m.sql).await.map_err(|e| fail(e.to_string()))?;
+    let plan = df.logical_plan().clone();
+    let table = wh
+        .table(&TableId::new(&m.id.layer, &m.id.name))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    table
+        .write(Vec::<RecordBatch>::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(ctx.state()))
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(SchemaMode::Overwrite)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    register_model(wh, ctx, &m.id)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let n = ctx
+        .sql(&format!("select count(*) from {}", m.id))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .collect()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(n.first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .map(|a| a.value(0) as u64)
+        })
+        .unwrap_or(0))
+}
+
+/// `:line` of the SQL a DataFusion message points at, where it can be told:
+/// the parser's "Line: N", or the first line naming the field or table the
+/// message complains about.
+pub fn locate(sql: &str, message: &str) -> String {
+    if let Some(i) = message.find("Line: ") {
+        let n: String = message[i + 6..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        if !n.is_empty() {
+            return format!(":{n}");
+        }
+    }
+    let word = ["No field named ", "table '", "Invalid function '"]
+        .iter()
+        .find_map(|p| {
+            message.find(p).map(|i| {
+                message[i + p.len()..]
+                    .trim_start_matches(['"', '\''])
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+                    .collect::<String>()
+                    .trim_end_matches('.')
+                    .to_string()
+            })
+        });
+    if let Some(w) = word.filter(|w| !w.is_empty()) {
+        // A qualified field (t.col) is written as such, or as its last part.
+        let last = w.rsplit('.').next().unwrap_or(&w).to_string();
+        for (i, line) in sql.lines().enumerate() {
+            if line.contains(&w) || line.contains(&last) {
+                return format!(":{}", i + 1);
+            }
+        }
+    }
+    String::new()
+}
+
+async fn run_tests(ctx: &SessionContext, tests: &[DataTest], fail_fast: bool) -> Vec<TestOutcome> {
+    let mut out = Vec::new();
+    for t in tests {
+        let result = async {
+            let batches = ctx.sql(&t.sql).await?.collect().await?;
+            Ok::<_, datafusion::error::DataFusionError>(batches)
+        }
+        .await;
+        let outcome = match result {
+            Ok(batches) => {
+                let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+                let mut sample = Vec::new();
+                let mut left = 5usize;
+                for b in &batches {
+                    if left == 0 {
+                        break;
+                    }
+                    let take = left.min(b.num_rows());
+                    sample.push(b.slice(0, take));
+                    left -= take;
+                }
+                TestOutcome {
+                    name: t.name.clone(),
+                    failures: n as u64,
+                    sample: if n > 0 {
+                        arrow::util::pretty::pretty_format_batches(&sample)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
+                    error: None,
+                }
+            }
+            Err(e) => TestOutcome {
+                name: t.name.clone(),
+                failures: 0,
+                sample: String::new(),
+                error: Some(e.to_string()),
+            },
+        };
+        let failed = !outcome.passed();
+        out.push(outcome);
+        if failed && fail_fast {
+            break;
+        }
+    }
+    out
+}

@@ -1,0 +1,299 @@
+//! `stmon sql`: the analysts' shell.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
+use stmon_warehouse::Warehouse;
+
+/// SQL over every warehouse layer: raw.*, current.*, audit.*, staging.*,
+/// intermediate.*, marts.*, ref.* (DataFusion SQL).
+///
+/// Without -c: an interactive shell. Statements end with `;` and may span
+/// lines; history is kept in ~/.stmon_history. Commands: `\d` lists tables
+/// with their descriptions, `\d TABLE` shows its columns, `\q` quits.
+/// With -c: runs the statements and prints the result (exit 2 on an error).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Statements to run instead of the interactive shell (separated by `;`).
+    #[arg(short = 'c', long = "command")]
+    pub command: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let project = super::load_project(cli)?;
+    let catalog = super::load_catalog(cli)?;
+    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let ctx = stmon_models::run::session(&wh, &project)
+        .await
+        .context("opening the warehouse (has `stmon ingest` run?)")?;
+    let shell = Shell {
+        ctx,
+        project,
+        wh,
+        format: args.format,
+    };
+    match &args.command {
+        Some(sql) => {
+            let mut ok = true;
+            for stmt in split_statements(sql) {
+                if let Err(e) = shell.execute(&stmt).await {
+                    eprintln!("error: {e}");
+                    ok = false;
+                    break;
+                }
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        None => shell.interactive().await,
+    }
+}
+
+struct Shell {
+    ctx: SessionContext,
+    project: stmon_models::Project,
+    wh: Warehouse,
+    format: Format,
+}
+
+/// Splits on `;` outside quotes and comments; drops empty statements.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                cur.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => {
+                    quote = Some(c);
+                    cur.push(c);
+                }
+                '-' if chars.peek() == Some(&'-') => {
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            cur.push('\n');
+                            break;
+                        }
+                    }
+                }
+                ';' => out.push(std::mem::take(&mut cur)),
+                _ => cur.push(c),
+            },
+        }
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl Shell {
+    async fn execute(&self, sql: &str) -> anyhow::Result<()> {
+        let t = std::time::Instant::now();
+        let batches = self.ctx.sql(sql).await?.collect().await?;
+        self.print(&batches)?;
+        if self.format == Format::Table {
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            eprintln!("{n} row(s) in {:.3}s", t.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    fn print(&self, batches: &[RecordBatch]) -> anyhow::Result<()> {
+        let out = std::io::stdout();
+        match self.format {
+            Format::Table => {
+                if batches.iter().any(|b| b.num_columns() > 0) {
+                    println!("{}", arrow::util::pretty::pretty_format_batches(batches)?);
+                }
+            }
+            Format::Csv => {
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out.lock());
+                for b in batches {
+                    w.write(b)?;
+                }
+            }
+            Format::Json => {
+                let mut w = arrow::json::LineDelimitedWriter::new(out.lock());
+                for b in batches {
+                    w.write(b)?;
+                }
+                w.finish()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `\d`: every table with a description; `\d NAME`: its columns.
+    async fn describe(&self, name: Option<&str>) -> anyhow::Result<()> {
+        match name {
+            None => {
+                let mut rows: Vec<(String, String)> = Vec::new();
+                let catalog = self.ctx.catalog("datafusion").expect("default catalog");
+                let mut schemas = catalog.schema_names();
+                schemas.sort();
+                for s in schemas {
+                    if s == "delta" || s == "public" {
+                        continue;
+                    }
+                    let schema = catalog.schema(&s).expect("listed");
+                    let mut tables = schema.table_names();
+                    tables.sort();
+                    for t in tables {
+                        let full = format!("{s}.{t}");
+                        let desc = self.description(&s, &t);
+                        rows.push((full, desc));
+                    }
+                }
+                let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(10);
+                for (n, d) in rows {
+                    println!("{n:<w$}  {d}");
+                }
+            }
+            Some(n) => {
+                let df = self.ctx.table(n).await?;
+                let (layer, table) = n.split_once('.').unwrap_or(("", n));
+                let model = self.project.get(n);
+                println!("{n}: {}", self.description(layer, table));
+                for f in df.schema().fields() {
+                    let desc = model
+                        .and_then(|m| m.spec.columns.iter().find(|c| &c.name == f.name()))
+                        .and_then(|c| c.description.clone())
+                        .or_else(|| {
+                            self.wh
+                                .catalog
+                                .form(table)
+                                .and_then(|form| form.column(f.name()))
+                                .map(|c| c.label.clone())
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "  {:<32} {:<28} {}",
+                        f.name(),
+                        format!(
+                            "{}{}",
+                            f.data_type(),
+                            if f.is_nullable() { "" } else { " not null" }
+                        ),
+                        desc
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn description(&self, layer: &str, table: &str) -> String {
+        if let Some(m) = self.project.get(&format!("{layer}.{table}")) {
+            if let Some(d) = &m.spec.description {
+                return d.split_whitespace().collect::<Vec<_>>().join(" ");
+            }
+            return format!("model {}", m.path.display());
+        }
+        if let Some(f) = self.wh.catalog.form(table) {
+            return match layer {
+                "raw" => format!("{} — every version of every accepted row", f.title),
+                "current" => format!("{} — latest version per key", f.title),
+                _ => f.title.clone(),
+            };
+        }
+        match (layer, table) {
+            ("audit", "batches") => "one row per ingested file: the commit record".into(),
+            ("audit", "quarantine") => "rejected rows and files, with reasons".into(),
+            ("audit", "warnings") => "rows accepted with a warning".into(),
+            ("ref", "divisions") => "the division table, with level; 000000 = whole region".into(),
+            ("ref", "division_ancestors") => {
+                "each county with itself and every division above it".into()
+            }
+            _ => String::new(),
+        }
+    }
+
+    async fn interactive(&self) -> anyhow::Result<ExitCode> {
+        use rustyline::error::ReadlineError;
+        let mut rl = rustyline::DefaultEditor::new()?;
+        let history: Option<PathBuf> =
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".stmon_history"));
+        if let Some(h) = &history {
+            let _ = rl.load_history(h);
+        }
+        println!(
+            "stmon sql on {} — statements end with ';'; \\d lists tables, \\d NAME its columns, \\q quits",
+            self.wh.root
+        );
+        let mut buf = String::new();
+        loop {
+            let prompt = if buf.is_empty() { "stmon> " } else { "   ..> " };
+            match rl.readline(prompt) {
+                Ok(line) => {
+                    let trimmed = line.trim();
+                    if buf.is_empty() && trimmed.starts_with('\\') {
+                        let _ = rl.add_history_entry(trimmed);
+                        let mut parts = trimmed.split_whitespace();
+                        match (parts.next(), parts.next()) {
+                            (Some("\\q"), _) => break,
+                            (Some("\\d"), name) => {
+                                if let Err(e) = self.describe(name).await {
+                                    eprintln!("error: {e}");
+                                }
+                            }
+                            _ => eprintln!("unknown command {trimmed}: \\d [NAME], \\q"),
+                        }
+                        continue;
+                    }
+                    if !buf.is_empty() {
+                        buf.push('\n');
+                    }
+                    buf.push_str(&line);
+                    if trimmed.ends_with(';') {
+                        let _ = rl.add_history_entry(buf.as_str());
+                        for stmt in split_statements(&buf) {
+                            if let Err(e) = self.execute(&stmt).await {
+                                eprintln!("error: {e}");
+                            }
+                        }
+                        buf.clear();
+                    }
+                }
+                Err(ReadlineError::Interrupted) => buf.clear(),
+                Err(ReadlineError::Eof) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(h) = &history {
+            let _ = rl.save_history(h);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
