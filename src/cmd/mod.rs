@@ -1,5 +1,7 @@
 //! Subcommands. Exit codes: 0 ok, 1 data-quality failure (`--strict`), 2 error.
 
+mod assess;
+mod explain;
 mod fixtures;
 mod ingest;
 mod models;
@@ -52,6 +54,8 @@ pub enum Command {
     Models(models::ModelsCommand),
     Progress(progress::Args),
     Sql(sql::Args),
+    Assess(assess::Args),
+    Explain(explain::Args),
     /// Deterministic test data in the contract's format.
     #[command(subcommand)]
     Fixtures(fixtures::FixturesCommand),
@@ -121,6 +125,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(c) => models::run(&cli, c).await,
         Command::Progress(args) => progress::run(&cli, args).await,
         Command::Sql(args) => sql::run(&cli, args).await,
+        Command::Assess(args) => assess::run(&cli, args).await,
+        Command::Explain(args) => explain::run(&cli, args).await,
         Command::Fixtures(c) => fixtures::run(&cli, c),
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (every extra binary links DataFusion again).
 
+mod assess;
 mod cases;
 mod cli;
 mod common;

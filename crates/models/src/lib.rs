@@ -23,9 +23,12 @@
 //! }
 //! ```
 
+pub mod assessment;
 pub mod checks;
+pub mod explain;
 pub mod progress;
 pub mod reference;
+pub mod report;
 pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -17,6 +17,14 @@ use stmon_warehouse::{TableId, Warehouse};
 use crate::checks::{self, DataTest};
 use crate::{Model, ModelId, Project, Result, LAYERS};
 
+/// Tables `stmon assess` writes under marts/.
+pub const ASSESSMENT_TABLES: [&str; 4] = [
+    "assessment_counties",
+    "assessment_counties_change",
+    "assessment_zones",
+    "assessment_institutes",
+];
+
 /// A session over the warehouse with the reference tables and every model
 /// table that exists registered as `<layer>.<model>`.
 pub async fn session(wh: &Warehouse, project: &Project) -> Result<SessionContext> {
@@ -30,6 +38,14 @@ pub async fn session(wh: &Warehouse, project: &Project) -> Result<SessionContext
     }
     for m in &project.models {
         register_model(wh, &ctx, &m.id).await?;
+    }
+    // The assessment's tables (written by `stmon assess`, not models).
+    for t in ASSESSMENT_TABLES {
+        let id = ModelId {
+            layer: "marts".into(),
+            name: t.into(),
+        };
+        register_model(wh, &ctx, &id).await?;
     }
     Ok(ctx)
 }

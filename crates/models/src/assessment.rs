@@ -1,0 +1,512 @@
+//! The year-end assessment over the warehouse: reads the indicator marts at a
+//! Delta version, runs a scheme (`stmon-assess`), and lays out the ranking
+//! tables that `outputs` writes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, Float64Array, StringArray};
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+use stmon_assess::method::{assess, UnitInput, UnitResult};
+use stmon_assess::montecarlo::{robustness, Interval};
+use stmon_assess::scheme::{Aggregation, Method, Scheme, UnitKind};
+use stmon_warehouse::{TableId, Warehouse};
+
+use crate::{Error, Result};
+
+/// One value of an output table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum V {
+    Text(String),
+    Int(i64),
+    /// A number and its decimals for display.
+    Num(f64, usize),
+    Null,
+}
+
+impl V {
+    pub fn text(&self) -> String {
+        match self {
+            V::Text(s) => s.clone(),
+            V::Int(i) => i.to_string(),
+            V::Num(x, d) => format!("{x:.d$}"),
+            V::Null => String::new(),
+        }
+    }
+    fn opt_num(x: Option<f64>, d: usize) -> V {
+        x.map(|x| V::Num(x, d)).unwrap_or(V::Null)
+    }
+}
+
+/// A table for people: English column ids (Delta, CSV header comments),
+/// Chinese headers (CSV, XLSX, HTML), rows.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// `counties`, `counties_change`, `zones`, `institutes`.
+    pub name: String,
+    pub title: String,
+    pub columns: Vec<(String, String)>,
+    pub rows: Vec<Vec<V>>,
+}
+
+/// What every output carries, so the same table can be produced again.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub scheme_name: String,
+    pub scheme_file: String,
+    pub scheme_hash: String,
+    pub source_table: String,
+    pub source_version: i64,
+    pub ran_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub scheme: Scheme,
+    pub provenance: Provenance,
+    pub results: Vec<UnitResult>,
+    pub intervals: Option<Vec<Interval>>,
+    /// Rank of each unit under the same scheme on the previous year's values.
+    pub previous_ranks: BTreeMap<String, usize>,
+    /// Counties: the change table (ranked on year-over-year improvement).
+    pub change: Option<Vec<UnitResult>>,
+    pub tables: Vec<Table>,
+}
+
+fn source_of(unit: UnitKind) -> TableId {
+    match unit {
+        UnitKind::County => TableId::new("marts", "indicators"),
+        _ => TableId::new("marts", "unit_indicators"),
+    }
+}
+
+/// The source table of a scheme at a Delta version (latest when None),
+/// registered as `src` in a fresh session. Returns the version read.
+async fn open_source(
+    wh: &Warehouse,
+    unit: UnitKind,
+    version: Option<i64>,
+) -> Result<(SessionContext, TableId, i64)> {
+    let id = source_of(unit);
+    let mut table = wh.table(&id).await?;
+    if table.version().is_none() {
+        return Err(Error::Project(format!(
+            "{id} does not exist yet: run `stmon models run` first"
+        )));
+    }
+    if let Some(v) = version {
+        table.load_version(v as u64).await.map_err(|e| {
+            Error::Project(format!("{id} has no version {v} (or it was vacuumed): {e}"))
+        })?;
+    }
+    let read = table.version().unwrap_or(0) as i64;
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("src", table.table_provider().await?)?;
+    Ok((ctx, id, read))
+}
+
+async fn units_of(ctx: &SessionContext, scheme: &Scheme, year: i32) -> Result<Vec<UnitInput>> {
+    let sql = match scheme.unit {
+        UnitKind::County => format!(
+            "select division_code, division_name, cast(null as varchar) as grp, indicator_id, value from src \
+             where year = {year} and as_of_month = {m} and level = 'county'",
+            m = scheme.as_of_month
+        ),
+        UnitKind::Zone | UnitKind::Institute => format!(
+            "select unit_id, unit_name, {grp} as grp, indicator_id, value from src \
+             where year = {year} and unit_type = '{t}'",
+            grp = if scheme.group_by.is_some() { "zone_level" } else { "cast(null as varchar)" },
+            t = scheme.unit.as_str()
+        ),
+    };
+    let mut units: BTreeMap<String, UnitInput> = BTreeMap::new();
+    let ids: Vec<&str> = scheme.indicators.iter().map(|i| i.id.as_str()).collect();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let s = |i: usize| -> Result<StringArray> {
+            let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)?;
+            Ok(c.as_any()
+                .downcast_ref::<StringArray>()
+                .expect("utf8")
+                .clone())
+        };
+        let (id, name, grp, ind) = (s(0)?, s(1)?, s(2)?, s(3)?);
+        let v = arrow::compute::cast(b.column(4), &arrow::datatypes::DataType::Float64)?;
+        let v = v.as_any().downcast_ref::<Float64Array>().expect("f64");
+        for r in 0..b.num_rows() {
+            let u = units
+                .entry(id.value(r).to_string())
+                .or_insert_with(|| UnitInput {
+                    id: id.value(r).to_string(),
+                    name: name.value(r).to_string(),
+                    group: grp.is_valid(r).then(|| grp.value(r).to_string()),
+                    values: vec![None; ids.len()],
+                });
+            if let Some(k) = ids.iter().position(|x| *x == ind.value(r)) {
+                u.values[k] = v.is_valid(r).then(|| v.value(r));
+            }
+        }
+    }
+    let mut out: Vec<UnitInput> = units.into_values().collect();
+    // Groups in a stable order (national before provincial…), units by id within.
+    out.sort_by(|a, b| a.group.cmp(&b.group).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// Runs one scheme file against the warehouse (at `version` of its source table).
+pub async fn run(wh: &Warehouse, scheme_path: &Path, version: Option<i64>) -> Result<Assessment> {
+    let scheme = Scheme::load(scheme_path).map_err(|e| Error::Project(e.to_string()))?;
+    let (ctx, source, read) = open_source(wh, scheme.unit, version).await?;
+    let units = units_of(&ctx, &scheme, scheme.year).await?;
+    if units.is_empty() {
+        return Err(Error::Project(format!(
+            "{}: no {} values for {} in {source} (version {read})",
+            scheme_path.display(),
+            scheme.unit.as_str(),
+            scheme.year
+        )));
+    }
+    let results = assess(&scheme, &units);
+    let intervals = robustness(&scheme, &units);
+    let prev_units = units_of(&ctx, &scheme, scheme.year - 1).await?;
+    let mut previous_ranks = BTreeMap::new();
+    if !prev_units.is_empty() {
+        for r in assess(&scheme, &prev_units) {
+            previous_ranks.insert(r.id.clone(), r.rank);
+        }
+    }
+    let change = if scheme.unit == UnitKind::County && !prev_units.is_empty() {
+        Some(change_table(&scheme, &units, &prev_units))
+    } else {
+        None
+    };
+    let provenance = Provenance {
+        scheme_name: scheme.name.clone(),
+        scheme_file: scheme_path.display().to_string(),
+        scheme_hash: scheme.hash.clone(),
+        source_table: source.to_string(),
+        source_version: read,
+        ran_at: Utc::now(),
+    };
+    let mut a = Assessment {
+        scheme,
+        provenance,
+        results,
+        intervals,
+        previous_ranks,
+        change,
+        tables: Vec::new(),
+    };
+    a.tables = layout(&a);
+    Ok(a)
+}
+
+/// The change table: each indicator's change against the previous year
+/// (this year's value − last year's), normalised min_max over the units
+/// (direction kept), aggregated with the scheme's weights (arithmetic) and
+/// missing policy, ranked like the level table.
+fn change_table(scheme: &Scheme, now: &[UnitInput], before: &[UnitInput]) -> Vec<UnitResult> {
+    let mut s = scheme.clone();
+    s.aggregation = Aggregation::Arithmetic;
+    s.grades.clear();
+    for ind in &mut s.indicators {
+        ind.normalisation = Method::MinMax;
+    }
+    let deltas: Vec<UnitInput> = now
+        .iter()
+        .map(|u| {
+            let prev = before.iter().find(|p| p.id == u.id);
+            UnitInput {
+                values: u
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| match (v, prev.and_then(|p| p.values[i])) {
+                        (Some(a), Some(b)) => Some(a - b),
+                        _ => None,
+                    })
+                    .collect(),
+                ..u.clone()
+            }
+        })
+        .collect();
+    assess(&s, &deltas)
+}
+
+fn label(scheme: &Scheme, id: &str) -> String {
+    scheme
+        .indicators
+        .iter()
+        .find(|i| i.id == id)
+        .and_then(|i| i.label.clone())
+        .unwrap_or_else(|| id.to_string())
+}
+
+fn layout(a: &Assessment) -> Vec<Table> {
+    let s = &a.scheme;
+    let base = match s.unit {
+        UnitKind::County => "counties",
+        UnitKind::Zone => "zones",
+        UnitKind::Institute => "institutes",
+    };
+    let mut tables = vec![level_table(a, base)];
+    if let Some(change) = &a.change {
+        let mut cols = vec![
+            ("rank".to_string(), "排名".to_string()),
+            ("unit_id".into(), "代码".into()),
+            ("unit_name".into(), "名称".into()),
+            ("change_score".into(), "进步得分".into()),
+            ("strongest".into(), "进步最大指标".into()),
+            ("weakest".into(), "退步最大指标".into()),
+        ];
+        for ind in &s.indicators {
+            let l = label(s, &ind.id);
+            cols.push((format!("{}_change", ind.id), format!("{l} 变化")));
+            cols.push((format!("{}_score", ind.id), format!("{l} 得分")));
+        }
+        cols.push(("notes".into(), "备注".into()));
+        let mut rows: Vec<Vec<V>> = change
+            .iter()
+            .map(|r| {
+                let mut row = vec![
+                    V::Int(r.rank as i64),
+                    V::Text(r.id.clone()),
+                    V::Text(r.name.clone()),
+                    V::Num(r.total_rounded, s.precision as usize),
+                    V::Text(
+                        r.strongest
+                            .as_deref()
+                            .map(|x| label(s, x))
+                            .unwrap_or_default(),
+                    ),
+                    V::Text(
+                        r.weakest
+                            .as_deref()
+                            .map(|x| label(s, x))
+                            .unwrap_or_default(),
+                    ),
+                ];
+                for i in 0..s.indicators.len() {
+                    row.push(V::opt_num(r.values[i], 6));
+                    row.push(V::opt_num(r.scores[i], 2));
+                }
+                row.push(V::Text(notes(s, r)));
+                row
+            })
+            .collect();
+        rows.sort_by_key(|r| match r[0] {
+            V::Int(i) => i,
+            _ => 0,
+        });
+        tables.push(Table {
+            name: format!("{base}_change"),
+            title: format!(
+                "{} — 相对上年变化 (change against {})",
+                s.title.clone().unwrap_or_else(|| s.name.clone()),
+                s.year - 1
+            ),
+            columns: cols,
+            rows,
+        });
+    }
+    tables
+}
+
+fn notes(s: &Scheme, r: &UnitResult) -> String {
+    r.cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.note().is_empty())
+        .map(|(i, c)| format!("{}: {}", s.indicators[i].id, c.note()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn level_table(a: &Assessment, base: &str) -> Table {
+    let s = &a.scheme;
+    let mut cols: Vec<(String, String)> = vec![
+        ("rank".into(), "排名".into()),
+        ("unit_id".into(), "代码".into()),
+        ("unit_name".into(), "名称".into()),
+    ];
+    if s.group_by.is_some() {
+        cols.push(("group".into(), "组别".into()));
+    }
+    cols.push(("score".into(), "总分".into()));
+    if !s.grades.is_empty() {
+        cols.push(("grade".into(), "等级".into()));
+    }
+    cols.extend([
+        ("previous_rank".to_string(), "上年排名".to_string()),
+        ("rank_change".into(), "名次变化".into()),
+        ("strongest".into(), "优势指标".into()),
+        ("weakest".into(), "劣势指标".into()),
+    ]);
+    if a.intervals.is_some() {
+        cols.extend([
+            ("mc_median_rank".to_string(), "模拟中位排名".to_string()),
+            ("mc_p05_rank".into(), "模拟排名P5".into()),
+            ("mc_p95_rank".into(), "模拟排名P95".into()),
+        ]);
+    }
+    for ind in &s.indicators {
+        let l = label(s, &ind.id);
+        cols.push((format!("{}_value", ind.id), format!("{l} 指标值")));
+        cols.push((format!("{}_score", ind.id), format!("{l} 得分")));
+        cols.push((format!("{}_contribution", ind.id), format!("{l} 加权贡献")));
+    }
+    cols.push(("notes".into(), "备注".into()));
+    let mut order: Vec<usize> = (0..a.results.len()).collect();
+    order.sort_by(|&x, &y| {
+        let (p, q) = (&a.results[x], &a.results[y]);
+        p.group
+            .cmp(&q.group)
+            .then(p.rank.cmp(&q.rank))
+            .then(p.id.cmp(&q.id))
+    });
+    let rows = order
+        .into_iter()
+        .map(|u| {
+            let r = &a.results[u];
+            let mut row = vec![
+                V::Int(r.rank as i64),
+                V::Text(r.id.clone()),
+                V::Text(r.name.clone()),
+            ];
+            if s.group_by.is_some() {
+                row.push(V::Text(r.group.clone().unwrap_or_default()));
+            }
+            row.push(V::Num(r.total_rounded, s.precision as usize));
+            if !s.grades.is_empty() {
+                row.push(V::Text(r.grade.clone().unwrap_or_default()));
+            }
+            match a.previous_ranks.get(&r.id) {
+                Some(p) => {
+                    row.push(V::Int(*p as i64));
+                    row.push(V::Int(*p as i64 - r.rank as i64));
+                }
+                None => {
+                    row.push(V::Null);
+                    row.push(V::Null);
+                }
+            }
+            row.push(V::Text(
+                r.strongest
+                    .as_deref()
+                    .map(|x| label(s, x))
+                    .unwrap_or_default(),
+            ));
+            row.push(V::Text(
+                r.weakest
+                    .as_deref()
+                    .map(|x| label(s, x))
+                    .unwrap_or_default(),
+            ));
+            if let Some(iv) = &a.intervals {
+                row.push(V::Int(iv[u].median as i64));
+                row.push(V::Int(iv[u].p05 as i64));
+                row.push(V::Int(iv[u].p95 as i64));
+            }
+            for i in 0..s.indicators.len() {
+                row.push(V::opt_num(r.values[i], 6));
+                row.push(V::opt_num(r.scores[i], 2));
+                row.push(V::Num(r.contributions[i], 2));
+            }
+            row.push(V::Text(notes(s, r)));
+            row
+        })
+        .collect();
+    Table {
+        name: base.to_string(),
+        title: s.title.clone().unwrap_or_else(|| s.name.clone()),
+        columns: cols,
+        rows,
+    }
+}
+
+/// Writes each table as the Delta table `marts/assessment_<name>` (overwrite),
+/// with the provenance columns.
+pub async fn write_delta(wh: &Warehouse, a: &Assessment) -> Result<()> {
+    use arrow::array::{ArrayRef, Float64Array as F, Int64Array as I, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::operations::write::SchemaMode;
+    use deltalake::protocol::SaveMode;
+    for t in &a.tables {
+        let mut fields = Vec::new();
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        for (c, (id, _)) in t.columns.iter().enumerate() {
+            let kind = t
+                .rows
+                .iter()
+                .map(|r| &r[c])
+                .find(|v| !matches!(v, V::Null))
+                .cloned()
+                .unwrap_or(V::Null);
+            match kind {
+                V::Int(_) => {
+                    fields.push(Field::new(id, DataType::Int64, true));
+                    cols.push(Arc::new(
+                        t.rows
+                            .iter()
+                            .map(|r| match r[c] {
+                                V::Int(i) => Some(i),
+                                _ => None,
+                            })
+                            .collect::<I>(),
+                    ));
+                }
+                V::Num(..) => {
+                    fields.push(Field::new(id, DataType::Float64, true));
+                    cols.push(Arc::new(
+                        t.rows
+                            .iter()
+                            .map(|r| match r[c] {
+                                V::Num(x, _) => Some(x),
+                                _ => None,
+                            })
+                            .collect::<F>(),
+                    ));
+                }
+                _ => {
+                    fields.push(Field::new(id, DataType::Utf8, true));
+                    cols.push(Arc::new(
+                        t.rows
+                            .iter()
+                            .map(|r| match &r[c] {
+                                V::Null => None,
+                                v => Some(v.text()),
+                            })
+                            .collect::<StringArray>(),
+                    ));
+                }
+            }
+        }
+        let p = &a.provenance;
+        let n = t.rows.len();
+        for (name, value) in [
+            ("scheme", p.scheme_name.clone()),
+            ("scheme_hash", p.scheme_hash.clone()),
+            ("source_table", p.source_table.clone()),
+            ("ran_at", p.ran_at.to_rfc3339()),
+        ] {
+            fields.push(Field::new(name, DataType::Utf8, false));
+            cols.push(Arc::new(StringArray::from(vec![value; n])));
+        }
+        fields.push(Field::new("source_version", DataType::Int64, false));
+        cols.push(Arc::new(I::from(vec![p.source_version; n])));
+        fields.push(Field::new("year", DataType::Int64, false));
+        cols.push(Arc::new(I::from(vec![a.scheme.year as i64; n])));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+        let table = wh
+            .table(&TableId::new("marts", &format!("assessment_{}", t.name)))
+            .await?;
+        table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite)
+            .await?;
+    }
+    Ok(())
+}

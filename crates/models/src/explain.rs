@@ -1,0 +1,170 @@
+//! `stmon explain`: an indicator value with its formula, its inputs and the
+//! submission rows (file, row, submitted_at) it came from. The catalogue and
+//! the lineage queries live in `sql/lineage/`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use datafusion::common::ScalarValue;
+use datafusion::prelude::SessionContext;
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub formula: String,
+    #[serde(default)]
+    pub month: Option<String>,
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub unit: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub indicator: String,
+    pub unit: String,
+    pub unit_name: String,
+    pub year: i32,
+    pub month: u32,
+    pub formula: String,
+    pub value: Option<f64>,
+    pub numerator: Option<f64>,
+    pub denominator: Option<f64>,
+    pub reason: Option<String>,
+    /// (form, file, row, submitted_at, key, detail)
+    pub inputs: Vec<[String; 6]>,
+}
+
+async fn rows(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Vec<ScalarValue>,
+) -> Result<Vec<Vec<Option<String>>>> {
+    let df = ctx.sql(sql).await?.with_param_values(params)?;
+    let mut out = Vec::new();
+    for b in df.collect().await? {
+        let cols: Vec<arrow::array::ArrayRef> = b
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8))
+            .collect::<std::result::Result<_, _>>()?;
+        for i in 0..b.num_rows() {
+            out.push(
+                cols.iter()
+                    .map(|c| {
+                        let s = c
+                            .as_any()
+                            .downcast_ref::<arrow::array::StringArray>()
+                            .expect("utf8");
+                        arrow::array::Array::is_valid(s, i).then(|| s.value(i).to_string())
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+pub async fn explain(
+    ctx: &SessionContext,
+    lineage_dir: &Path,
+    unit: &str,
+    indicator: &str,
+    year: i32,
+    month: u32,
+) -> Result<Explanation> {
+    let cat_path = lineage_dir.join("indicators.yml");
+    let text = std::fs::read_to_string(&cat_path).map_err(|e| Error::Model {
+        path: cat_path.clone(),
+        message: e.to_string(),
+    })?;
+    let catalogue: BTreeMap<String, Entry> =
+        serde_yaml_ng::from_str(&text).map_err(|e| Error::Model {
+            path: cat_path.clone(),
+            message: e.to_string(),
+        })?;
+    let entry = catalogue.get(indicator).ok_or_else(|| {
+        Error::Project(format!(
+            "unknown indicator {indicator} (known: {})",
+            catalogue.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let s = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
+    let (sql, params) = if entry.unit {
+        (
+            "select unit_name, value, numerator, denominator, reason from marts.unit_indicators \
+             where year = $1 and unit_id = $2 and indicator_id = $3",
+            vec![ScalarValue::Int32(Some(year)), s(unit), s(indicator)],
+        )
+    } else {
+        (
+            "select division_name, value, numerator, denominator, reason from marts.indicators \
+             where year = $1 and as_of_month = $2 and division_code = $3 and indicator_id = $4",
+            vec![
+                ScalarValue::Int32(Some(year)),
+                ScalarValue::Int32(Some(month as i32)),
+                s(unit),
+                s(indicator),
+            ],
+        )
+    };
+    let found = rows(ctx, sql, params).await?;
+    let row = found.into_iter().next().ok_or_else(|| {
+        Error::Project(format!(
+            "no value of {indicator} for {unit} in {year} (as of month {month}); \
+             is {unit} a {} and have the models run?",
+            if entry.unit {
+                "zone or institute id"
+            } else {
+                "division code"
+            }
+        ))
+    })?;
+    let f = |i: usize| row[i].as_deref().and_then(|x| x.parse::<f64>().ok());
+    let effective = if entry.month.as_deref() == Some("quarter") {
+        month / 3 * 3
+    } else {
+        month
+    };
+    let mut inputs = Vec::new();
+    for source in &entry.sources {
+        let path = lineage_dir.join(format!("{source}.sql"));
+        let sql = std::fs::read_to_string(&path).map_err(|e| Error::Model {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut params = vec![
+            ScalarValue::Int32(Some(year)),
+            ScalarValue::Int32(Some(effective as i32)),
+            s(unit),
+        ];
+        if sql.contains("$4") {
+            params.push(s(entry.kind.as_deref().unwrap_or_default()));
+        }
+        for r in rows(ctx, &sql, params).await.map_err(|e| Error::Model {
+            path: path.clone(),
+            message: e.to_string(),
+        })? {
+            let g = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+            inputs.push([g(0), g(1), g(2), g(3), g(4), g(5)]);
+        }
+    }
+    Ok(Explanation {
+        indicator: indicator.to_string(),
+        unit: unit.to_string(),
+        unit_name: row[0].clone().unwrap_or_default(),
+        year,
+        month,
+        formula: entry.formula.clone(),
+        value: f(1),
+        numerator: f(2),
+        denominator: f(3),
+        reason: row[4].clone(),
+        inputs,
+    })
+}

@@ -1,0 +1,342 @@
+//! Ranking tables for people: CSV, one XLSX workbook, one offline HTML file.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::assessment::{Assessment, Table, V};
+use crate::{Error, Result};
+
+fn io(p: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Model {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn provenance_lines(a: &Assessment) -> Vec<(String, String)> {
+    let p = &a.provenance;
+    vec![
+        (
+            "方案 scheme".into(),
+            format!("{} ({})", p.scheme_name, p.scheme_file),
+        ),
+        ("方案哈希 scheme sha256".into(), p.scheme_hash.clone()),
+        (
+            "数据版本 warehouse version".into(),
+            format!("{} @ Delta version {}", p.source_table, p.source_version),
+        ),
+        ("生成时间 ran at".into(), p.ran_at.to_rfc3339()),
+        (
+            "重现 reproduce".into(),
+            format!(
+                "stmon assess --year {} --scheme {} --version {}",
+                a.scheme.year, p.scheme_file, p.source_version
+            ),
+        ),
+    ]
+}
+
+/// `<dir>/assessment_<table>.csv` per table (UTF-8 with BOM, Chinese headers,
+/// provenance columns at the end). Returns the paths.
+pub fn write_csv(a: &Assessment, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let mut out = Vec::new();
+    for t in &a.tables {
+        let path = dir.join(format!("assessment_{}.csv", t.name));
+        let mut w = csv::Writer::from_writer(Vec::from("\u{feff}".as_bytes()));
+        let p = &a.provenance;
+        let mut head: Vec<String> = t.columns.iter().map(|c| c.1.clone()).collect();
+        head.extend([
+            "方案".into(),
+            "方案哈希".into(),
+            "数据表".into(),
+            "数据版本".into(),
+            "生成时间".into(),
+        ]);
+        w.write_record(&head).map_err(|e| io(&path, e))?;
+        for r in &t.rows {
+            let mut rec: Vec<String> = r.iter().map(|v| v.text()).collect();
+            rec.extend([
+                p.scheme_name.clone(),
+                p.scheme_hash.clone(),
+                p.source_table.clone(),
+                p.source_version.to_string(),
+                p.ran_at.to_rfc3339(),
+            ]);
+            w.write_record(&rec).map_err(|e| io(&path, e))?;
+        }
+        let bytes = w.into_inner().map_err(|e| io(&path, e))?;
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+/// One workbook for several assessments: a sheet per table (Chinese headers,
+/// formatted numbers, frozen header row) and a sheet with the provenance.
+pub fn write_xlsx(all: &[Assessment], path: &Path) -> Result<()> {
+    use rust_xlsxwriter::{Format, FormatAlign, Workbook};
+    let x = |e: rust_xlsxwriter::XlsxError| io(path, e);
+    let mut wb = Workbook::new();
+    let head = Format::new()
+        .set_bold()
+        .set_text_wrap()
+        .set_align(FormatAlign::Center);
+    for a in all {
+        for t in &a.tables {
+            let sheet = wb.add_worksheet();
+            let name: String = t.name.chars().take(31).collect();
+            sheet.set_name(&name).map_err(x)?;
+            for (c, (_, zh)) in t.columns.iter().enumerate() {
+                sheet
+                    .write_string_with_format(0, c as u16, zh, &head)
+                    .map_err(x)?;
+            }
+            for (i, row) in t.rows.iter().enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    let (r, c) = ((i + 1) as u32, c as u16);
+                    match v {
+                        V::Text(s) => {
+                            sheet.write_string(r, c, s).map_err(x)?;
+                        }
+                        V::Int(n) => {
+                            sheet.write_number(r, c, *n as f64).map_err(x)?;
+                        }
+                        V::Num(n, d) => {
+                            let f = Format::new().set_num_format(if *d == 0 {
+                                "0".to_string()
+                            } else {
+                                format!("0.{}", "0".repeat(*d))
+                            });
+                            sheet.write_number_with_format(r, c, *n, &f).map_err(x)?;
+                        }
+                        V::Null => {}
+                    }
+                }
+            }
+            sheet.set_freeze_panes(1, 3).map_err(x)?;
+            sheet.set_row_height(0, 45).map_err(x)?;
+            sheet.set_column_width(2, 18).map_err(x)?;
+        }
+    }
+    let sheet = wb.add_worksheet();
+    sheet.set_name("说明").map_err(x)?;
+    let mut r = 0u32;
+    for a in all {
+        for (k, v) in provenance_lines(a) {
+            sheet.write_string(r, 0, &k).map_err(x)?;
+            sheet.write_string(r, 1, &v).map_err(x)?;
+            r += 1;
+        }
+        r += 1;
+    }
+    sheet.set_column_width(0, 28).map_err(x)?;
+    sheet.set_column_width(1, 90).map_err(x)?;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+    }
+    wb.save(path).map_err(x)?;
+    Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn col(t: &Table, id: &str) -> Option<usize> {
+    t.columns.iter().position(|c| c.0 == id)
+}
+
+fn num(v: &V) -> Option<f64> {
+    match v {
+        V::Num(x, _) => Some(*x),
+        V::Int(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+/// Horizontal bars of the scores (0..100 axis), one per unit in rank order.
+fn score_chart(t: &Table, score_col: &str) -> String {
+    let (Some(sc), Some(nc)) = (col(t, score_col), col(t, "unit_name")) else {
+        return String::new();
+    };
+    let (left, bar_h, w) = (170.0, 22.0, 420.0);
+    let height = 30.0 + t.rows.len() as f64 * bar_h;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"scores\">",
+        left + w + 60.0
+    );
+    for tick in [0, 25, 50, 75, 100] {
+        let x = left + w * tick as f64 / 100.0;
+        let _ = write!(
+            s,
+            "<line x1=\"{x}\" y1=\"10\" x2=\"{x}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{x}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#666\">{tick}</text>",
+            height - 15.0,
+            height - 3.0
+        );
+    }
+    for (i, r) in t.rows.iter().enumerate() {
+        let y = 10.0 + i as f64 * bar_h;
+        let v = num(&r[sc]).unwrap_or(0.0);
+        let bw = (w * v.clamp(0.0, 120.0) / 100.0).max(0.0);
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text><rect class=\"bar\" x=\"{left}\" y=\"{}\" width=\"{bw:.1}\" height=\"{}\" fill=\"#3b7dd8\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{}</text>",
+            left - 6.0,
+            y + 15.0,
+            esc(&r[nc].text()),
+            y + 3.0,
+            bar_h - 6.0,
+            left + bw + 4.0,
+            y + 15.0,
+            esc(&r[sc].text())
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Rank intervals: a line from P5 to P95, a dot at the median, a tick at the nominal rank.
+fn interval_chart(t: &Table) -> String {
+    let (Some(nc), Some(rc), Some(mc), Some(lo), Some(hi)) = (
+        col(t, "unit_name"),
+        col(t, "rank"),
+        col(t, "mc_median_rank"),
+        col(t, "mc_p05_rank"),
+        col(t, "mc_p95_rank"),
+    ) else {
+        return String::new();
+    };
+    let n = t
+        .rows
+        .iter()
+        .filter_map(|r| num(&r[hi]))
+        .fold(1.0f64, f64::max)
+        .max(t.rows.len() as f64);
+    let (left, row_h, w) = (170.0, 20.0, 420.0);
+    let height = 30.0 + t.rows.len() as f64 * row_h;
+    let xr = |rank: f64| left + w * (rank - 1.0) / (n - 1.0).max(1.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"rank intervals\">",
+        left + w + 40.0
+    );
+    for (i, r) in t.rows.iter().enumerate() {
+        let y = 18.0 + i as f64 * row_h;
+        let (Some(a), Some(b), Some(m), Some(nom)) =
+            (num(&r[lo]), num(&r[hi]), num(&r[mc]), num(&r[rc]))
+        else {
+            continue;
+        };
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text>\
+             <line class=\"interval\" x1=\"{:.1}\" y1=\"{y}\" x2=\"{:.1}\" y2=\"{y}\" stroke=\"#999\" stroke-width=\"4\"/>\
+             <circle cx=\"{:.1}\" cy=\"{y}\" r=\"5\" fill=\"#d8603b\"/>\
+             <line x1=\"{:.1}\" y1=\"{}\" x2=\"{:.1}\" y2=\"{}\" stroke=\"#000\" stroke-width=\"2\"/>",
+            left - 6.0,
+            y + 4.0,
+            esc(&r[nc].text()),
+            xr(a),
+            xr(b),
+            xr(m),
+            xr(nom),
+            y - 7.0,
+            xr(nom),
+            y + 7.0
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{left}\" y=\"{}\" font-size=\"10\" fill=\"#666\">rank 1</text><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#666\" text-anchor=\"end\">rank {n}</text></svg>",
+        height - 3.0,
+        left + w,
+        height - 3.0
+    );
+    s
+}
+
+/// One self-contained HTML file (no scripts, no external resources).
+pub fn write_html(all: &[Assessment], path: &Path) -> Result<()> {
+    let mut h = String::from(
+        "<!DOCTYPE html><html lang=\"zh\"><head><meta charset=\"utf-8\"><title>年度科技进步考核 assessment</title><style>\
+         body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:12px;margin:8px 0 24px}\
+         th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f2f2f2}td.t{text-align:left}\
+         .prov{font-size:12px;color:#555}h2{margin-top:36px}.chart{display:block;margin:8px 0}\
+         .wide{overflow-x:auto;max-width:100%}td,th{white-space:nowrap}</style></head><body>\
+         <h1>年度科技进步目标责任制考核 — year-end assessment</h1>",
+    );
+    for a in all {
+        for t in &a.tables {
+            let _ = write!(
+                h,
+                "<section id=\"{}\"><h2>{}</h2><div class=\"prov\">",
+                esc(&t.name),
+                esc(&t.title)
+            );
+            for (k, v) in provenance_lines(a) {
+                let _ = write!(h, "{}: <code>{}</code><br>", esc(&k), esc(&v));
+            }
+            h.push_str("</div>");
+            let score_col = if col(t, "score").is_some() {
+                "score"
+            } else {
+                "change_score"
+            };
+            h.push_str("<h3>得分 scores</h3>");
+            h.push_str(&score_chart(t, score_col));
+            if col(t, "mc_median_rank").is_some() {
+                h.push_str("<h3>排名稳健性 rank intervals (P5–P95, ● median, | nominal)</h3>");
+                h.push_str(&interval_chart(t));
+            }
+            // The ranking first (summary columns), then every indicator's value,
+            // score and contribution.
+            let summary: Vec<usize> = t
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    let id = c.0.as_str();
+                    !(id.ends_with("_value")
+                        || id.ends_with("_contribution")
+                        || (id.ends_with("_score") && id != "change_score")
+                        || (id.ends_with("_change") && id != "rank_change"))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let all: Vec<usize> = (0..t.columns.len()).collect();
+            for (title, cols) in [
+                ("排名 ranking", &summary),
+                ("指标明细 indicator detail", &all),
+            ] {
+                let _ = write!(h, "<h3>{title}</h3><div class=\"wide\"><table><thead><tr>");
+                for &c in cols {
+                    let _ = write!(h, "<th>{}</th>", esc(&t.columns[c].1));
+                }
+                h.push_str("</tr></thead><tbody>");
+                for r in &t.rows {
+                    h.push_str("<tr>");
+                    for &c in cols {
+                        let v = &r[c];
+                        let class = if matches!(v, V::Text(_)) {
+                            " class=\"t\""
+                        } else {
+                            ""
+                        };
+                        let _ = write!(h, "<td{class}>{}</td>", esc(&v.text()));
+                    }
+                    h.push_str("</tr>");
+                }
+                h.push_str("</tbody></table></div>");
+            }
+            h.push_str("</section>");
+        }
+    }
+    h.push_str("</body></html>\n");
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+    }
+    std::fs::write(path, h).map_err(|e| io(path, e))
+}

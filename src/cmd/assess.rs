@@ -1,0 +1,135 @@
+//! `stmon assess`: the year-end ranking tables.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use stmon_models::assessment::{self, Assessment};
+use stmon_models::report;
+use stmon_warehouse::Warehouse;
+
+/// Year-end assessment (年度科技进步目标责任制考核): ranking tables for
+/// counties (level and change against the previous year), high-tech zones
+/// (within their level) and research institutes (with grades).
+///
+/// Each scheme (YAML under pipelines/) names the indicators, weights,
+/// directions and normalisations. Outputs: Delta tables
+/// marts/assessment_<table>, and in --out: assessment_<table>.csv,
+/// assessment-<year>.xlsx (a sheet per table) and assessment-<year>.html.
+/// Every output carries the scheme's sha256, the Delta version of the
+/// indicator table it read and the time it ran; `--version V` reads that
+/// version again and reproduces the table.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The assessment year (must match the schemes' year).
+    #[arg(long)]
+    pub year: i32,
+    /// Scheme YAML (repeatable). Default: pipelines/assessment-*-<year>.yaml.
+    #[arg(long)]
+    pub scheme: Vec<PathBuf>,
+    /// Read this Delta version of the indicator table (from a past output).
+    #[arg(long)]
+    pub version: Option<i64>,
+    /// Folder for the CSV, XLSX and HTML files.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+}
+
+pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let schemes = if args.scheme.is_empty() {
+        let dir = super::project_file("pipelines");
+        let suffix = format!("-{}.yaml", args.year);
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("assessment-") && n.ends_with(&suffix))
+            })
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            anyhow::bail!("no pipelines/assessment-*{suffix} found; name schemes with --scheme");
+        }
+        v
+    } else {
+        args.scheme.clone()
+    };
+    let catalog = super::load_catalog(cli)?;
+    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let mut all: Vec<Assessment> = Vec::new();
+    for path in &schemes {
+        let a = assessment::run(&wh, path, args.version)
+            .await
+            .with_context(|| format!("assessing with {}", path.display()))?;
+        if a.scheme.year != args.year {
+            anyhow::bail!(
+                "{} is a scheme for {}, not {}",
+                path.display(),
+                a.scheme.year,
+                args.year
+            );
+        }
+        assessment::write_delta(&wh, &a).await?;
+        let csv = report::write_csv(&a, &args.out)?;
+        print(&a);
+        for p in csv {
+            println!("written: {}", p.display());
+        }
+        all.push(a);
+    }
+    let xlsx = args.out.join(format!("assessment-{}.xlsx", args.year));
+    let html = args.out.join(format!("assessment-{}.html", args.year));
+    report::write_xlsx(&all, &xlsx)?;
+    report::write_html(&all, &html)?;
+    println!("written: {} and {}", xlsx.display(), html.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(a: &Assessment) {
+    let p = &a.provenance;
+    for t in &a.tables {
+        println!(
+            "\n{} — scheme {} (sha256 {}…), {} @ version {}",
+            t.title,
+            p.scheme_name,
+            &p.scheme_hash[..12],
+            p.source_table,
+            p.source_version
+        );
+        let keep: Vec<usize> = t
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                [
+                    "rank",
+                    "unit_id",
+                    "unit_name",
+                    "group",
+                    "score",
+                    "change_score",
+                    "grade",
+                    "previous_rank",
+                    "rank_change",
+                    "strongest",
+                    "weakest",
+                    "mc_median_rank",
+                    "mc_p05_rank",
+                    "mc_p95_rank",
+                ]
+                .contains(&c.0.as_str())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(keep.iter().map(|&i| t.columns[i].1.clone()));
+        for r in &t.rows {
+            table.add_row(keep.iter().map(|&i| r[i].text()));
+        }
+        println!("{table}");
+    }
+}
