@@ -24,48 +24,46 @@ const LOADED_FILES: &str =
 ///
 /// Per key: drop `(key, submitted_at)` groups whose rows disagree (a conflict:
 /// nobody can tell which is right, so the previous version stays current),
-/// then take the latest `submitted_at` with an aggregate (`first_value … order
-/// by`, much faster than a window on millions of small partitions), then drop
-/// keys whose latest version is a withdrawal.
+/// then keep the latest `submitted_at`; among identical rows at that time
+/// (the same submission ingested from two files) the one of the earliest
+/// batch, then the lowest row number, then the file's sha256; then drop keys
+/// whose latest version is a withdrawal.
+///
+/// Every step is a narrow aggregate (key, timestamp, a pick string) joined
+/// back to the wide rows, which stream through: memory grows with the keys,
+/// not with the width of the form (per-column `first_value … order by` held
+/// every column's ordering per key: 4.3 GB for 1.7 M rows), and no window
+/// (slow on millions of small partitions).
 pub fn current_view_sql(form: &Form, raw: &str) -> String {
     let key = form.key.join(", ");
-    let on: Vec<String> = form
-        .key
-        .iter()
-        .chain(std::iter::once(&"submitted_at".to_string()))
-        .map(|k| format!("v.{k} = ok.{k}"))
-        .collect();
-    let others: Vec<String> = form
+    let on = |a: &str, b: &str, extra: &[&str]| -> String {
+        form.key
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    let cols: Vec<String> = form
         .columns
         .iter()
-        .filter(|c| !form.is_key(&c.name))
-        .map(|c| c.name.clone())
-        .chain(
-            [
-                "_extra",
-                "_row_hash",
-                "_batch_id",
-                "_source_file",
-                "_source_sha256",
-                "_row_number",
-                "_ingested_at",
-            ]
-            .map(String::from),
-        )
-        .map(|c| {
-            format!("first_value({c} order by submitted_at desc, _batch_id, _row_number) as {c}")
-        })
+        .map(|c| format!("a.{}", c.name))
         .collect();
-    let cols: Vec<String> = form.columns.iter().map(|c| c.name.clone()).collect();
     format!(
         "with v as (select * from {raw}),\n\
          ok as (select {key}, submitted_at from v group by {key}, submitted_at having min(_row_hash) = max(_row_hash)),\n\
-         agreed as (select v.* from v join ok on {on}),\n\
-         latest as (select {key}, {others} from agreed group by {key})\n\
-         select {cols}, _extra, _row_hash, _batch_id, _source_file, _source_sha256, _row_number, _ingested_at\n\
-         from latest where not coalesce(withdrawn, false)",
-        on = on.join(" and "),
-        others = others.join(", "),
+         agreed as (select v.* from ok join v on {on_ok}),\n\
+         latest as (select {key}, max(submitted_at) as submitted_at from agreed group by {key}),\n\
+         at_latest as (select a.*, concat(a._batch_id, '|', lpad(cast(a._row_number as varchar), 12, '0'), '|', a._source_sha256) as _pick\n\
+                       from latest l join agreed a on {on_latest}),\n\
+         pick as (select {key}, min(_pick) as _pick from at_latest group by {key})\n\
+         select {cols}, a._extra, a._row_hash, a._batch_id, a._source_file, a._source_sha256, a._row_number, a._ingested_at\n\
+         from pick p join at_latest a on {on_pick}\n\
+         where not coalesce(a.withdrawn, false)",
+        on_ok = on("v", "ok", &["submitted_at"]),
+        on_latest = on("a", "l", &["submitted_at"]),
+        on_pick = on("a", "p", &["_pick"]),
         cols = cols.join(", "),
     )
 }
