@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, Float64Array, StringArray};
+use arrow::array::{Array, StringArray};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 use stmon_assess::method::{assess, UnitInput, UnitResult};
@@ -125,16 +125,9 @@ async fn units_of(ctx: &SessionContext, scheme: &Scheme, year: i32) -> Result<Ve
     let mut units: BTreeMap<String, UnitInput> = BTreeMap::new();
     let ids: Vec<&str> = scheme.indicators.iter().map(|i| i.id.as_str()).collect();
     for b in ctx.sql(&sql).await?.collect().await? {
-        let s = |i: usize| -> Result<StringArray> {
-            let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)?;
-            Ok(c.as_any()
-                .downcast_ref::<StringArray>()
-                .expect("utf8")
-                .clone())
-        };
+        let s = |i: usize| crate::text_column(&b, i);
         let (id, name, grp, ind) = (s(0)?, s(1)?, s(2)?, s(3)?);
-        let v = arrow::compute::cast(b.column(4), &arrow::datatypes::DataType::Float64)?;
-        let v = v.as_any().downcast_ref::<Float64Array>().expect("f64");
+        let v = crate::float_column(&b, 4)?;
         for r in 0..b.num_rows() {
             let u = units
                 .entry(id.value(r).to_string())

@@ -48,21 +48,13 @@ async fn rows(
     let df = ctx.sql(sql).await?.with_param_values(params)?;
     let mut out = Vec::new();
     for b in df.collect().await? {
-        let cols: Vec<arrow::array::ArrayRef> = b
-            .columns()
-            .iter()
-            .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8))
-            .collect::<std::result::Result<_, _>>()?;
+        let cols: Vec<arrow::array::StringArray> = (0..b.num_columns())
+            .map(|i| crate::text_column(&b, i))
+            .collect::<Result<_>>()?;
         for i in 0..b.num_rows() {
             out.push(
                 cols.iter()
-                    .map(|c| {
-                        let s = c
-                            .as_any()
-                            .downcast_ref::<arrow::array::StringArray>()
-                            .expect("utf8");
-                        arrow::array::Array::is_valid(s, i).then(|| s.value(i).to_string())
-                    })
+                    .map(|s| arrow::array::Array::is_valid(s, i).then(|| s.value(i).to_string()))
                     .collect(),
             );
         }

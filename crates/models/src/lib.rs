@@ -37,6 +37,30 @@ use std::path::{Path, PathBuf};
 
 use datafusion::sql::parser::DFParser;
 
+/// Column `i` of a batch as text, whatever its Arrow type (Utf8View, numbers…).
+pub(crate) fn text_column(
+    b: &arrow::array::RecordBatch,
+    i: usize,
+) -> Result<arrow::array::StringArray> {
+    let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)?;
+    Ok(c.as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .expect("cast to Utf8")
+        .clone())
+}
+
+/// Column `i` of a batch as f64.
+pub(crate) fn float_column(
+    b: &arrow::array::RecordBatch,
+    i: usize,
+) -> Result<arrow::array::Float64Array> {
+    let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Float64)?;
+    Ok(c.as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .expect("cast to Float64")
+        .clone())
+}
+
 /// The layers of a project, in the order data flows through them.
 pub const LAYERS: [&str; 3] = ["staging", "intermediate", "marts"];
 

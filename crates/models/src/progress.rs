@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow::array::{Array, Float64Array, StringArray};
+use arrow::array::Array;
 use datafusion::prelude::SessionContext;
 use serde::Deserialize;
 
@@ -172,16 +172,9 @@ pub async fn progress(
     let mut actual: BTreeMap<(String, String), (Option<f64>, Option<String>)> = BTreeMap::new();
     let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
     for b in ctx.sql(&sql).await?.collect().await? {
-        let s = |i: usize| -> Result<StringArray> {
-            let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)?;
-            Ok(c.as_any()
-                .downcast_ref::<StringArray>()
-                .expect("utf8")
-                .clone())
-        };
+        let s = |i: usize| crate::text_column(&b, i);
         let (code, name, level, id, reason) = (s(0)?, s(1)?, s(2)?, s(3)?, s(5)?);
-        let value = arrow::compute::cast(b.column(4), &arrow::datatypes::DataType::Float64)?;
-        let value = value.as_any().downcast_ref::<Float64Array>().expect("f64");
+        let value = crate::float_column(&b, 4)?;
         for r in 0..b.num_rows() {
             names.insert(
                 code.value(r).to_string(),
