@@ -72,7 +72,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 args.year
             );
         }
-        assessment::write_delta(&wh, &a).await?;
+        assessment::write_delta(&wh, &a, None).await?;
         let csv = report::write_csv(&a, &args.out)?;
         print(&a);
         for p in csv {
@@ -88,7 +88,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print(a: &Assessment) {
+pub fn print(a: &Assessment) {
     let p = &a.provenance;
     for t in &a.tables {
         println!(

@@ -65,7 +65,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let report = wh.ingest(&req, &progress).await?;
     bar.finish_and_clear();
-    print_report(&wh, &report);
+    print_report(&wh, &report, true);
     if report.unreadable().next().is_some() {
         return Ok(ExitCode::from(2));
     }
@@ -75,7 +75,8 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn print_report(wh: &Warehouse, r: &BatchReport) {
+/// Prints a batch's outcome; `list_skipped` names every file already ingested.
+pub fn print_report(wh: &Warehouse, r: &BatchReport, list_skipped: bool) {
     if !r.recovered.is_empty() {
         println!(
             "recovered: removed rows of {} interrupted batch(es): {}",
@@ -87,7 +88,7 @@ pub fn print_report(wh: &Warehouse, r: &BatchReport) {
         println!("not a submission (skipped): {}", p.display());
     }
     let skipped: Vec<_> = r.files.iter().filter(|f| f.status == "skipped").collect();
-    for f in &skipped {
+    for f in skipped.iter().filter(|_| list_skipped) {
         println!(
             "skipped {}: {}",
             f.path.display(),

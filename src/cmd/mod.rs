@@ -6,6 +6,8 @@ mod fixtures;
 mod ingest;
 mod models;
 mod progress;
+mod run;
+mod runs;
 mod sql;
 
 use std::path::PathBuf;
@@ -40,6 +42,10 @@ pub struct Cli {
     /// Folder of the SQL models (staging/, intermediate/, marts/).
     #[arg(long = "sql-dir", global = true, env = "STMON_SQL")]
     pub sql_dir: Option<PathBuf>,
+    /// Log format on stderr: plain text, or one JSON object per line (for
+    /// log collectors; `stmon run` then logs each step at info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -47,8 +53,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    Run(run::Args),
+    Runs(runs::Args),
     Ingest(ingest::Args),
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -61,20 +75,26 @@ pub enum Command {
     Fixtures(fixtures::FixturesCommand),
 }
 
-pub fn init_tracing(verbose: u8) {
+pub fn init_tracing(cli: &Cli) {
     // The Delta kernel logs an ERROR whenever a table is probed before it
     // exists, which stmon does on purpose when it creates tables.
-    let level = match verbose {
+    let run_logs = matches!(cli.command, Command::Run(_)) && cli.log_format == LogFormat::Json;
+    let level = match cli.verbose {
+        0 if run_logs => "warn,stmon=info,buoyant_kernel=off,delta_kernel=off",
         0 => "warn,buoyant_kernel=off,delta_kernel=off",
         1 => "info,buoyant_kernel=off,delta_kernel=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("STMON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(console_is_terminal());
+    let _ = match cli.log_format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// The schemas folder: `--schemas`, else `./schemas`, else the one shipped with the source.
@@ -121,6 +141,8 @@ pub fn load_catalog(cli: &Cli) -> anyhow::Result<Arc<stmon_schema::Catalog>> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Run(args) => run::run(&cli, args).await,
+        Command::Runs(args) => runs::run(&cli, args).await,
         Command::Ingest(args) => ingest::run(&cli, args).await,
         Command::Models(c) => models::run(&cli, c).await,
         Command::Progress(args) => progress::run(&cli, args).await,

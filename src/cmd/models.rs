@@ -88,6 +88,7 @@ pub async fn run_models(
         select: args.select.clone(),
         fail_fast: args.fail_fast,
         no_tests: args.no_tests,
+        ..Default::default()
     };
     let bar = ProgressBar::hidden();
     if super::console_is_terminal() {
@@ -116,6 +117,7 @@ pub async fn run_models(
                         o.elapsed.as_secs_f64()
                     )
                 }
+                Status::UpToDate => format!("up to date {}", o.id),
                 Status::Failed(m) => format!("FAILED  {}\n        {m}", o.id),
                 Status::Skipped(why) => format!("skipped {} ({why})", o.id),
             };

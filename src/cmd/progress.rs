@@ -84,7 +84,10 @@ fn parse_month(s: &str, year: i32) -> anyhow::Result<u32> {
     Ok(m)
 }
 
-async fn latest_month(ctx: &datafusion::prelude::SessionContext, year: i32) -> anyhow::Result<u32> {
+pub async fn latest_month(
+    ctx: &datafusion::prelude::SessionContext,
+    year: i32,
+) -> anyhow::Result<u32> {
     let b = ctx
         .sql(&format!(
             "select cast(coalesce(max(month), 12) as bigint) from staging.enterprise_rd where year = {year}"
@@ -104,7 +107,7 @@ async fn latest_month(ctx: &datafusion::prelude::SessionContext, year: i32) -> a
     Ok(v.clamp(1, 12) as u32)
 }
 
-fn print_matrix(rows: &[ProgressRow], year: i32, month: u32) {
+pub fn print_matrix(rows: &[ProgressRow], year: i32, month: u32) {
     let mut divisions: Vec<(String, String)> = Vec::new();
     let mut indicators: Vec<(String, String)> = Vec::new();
     for r in rows {

@@ -15,8 +15,20 @@ use stmon_warehouse::Warehouse;
 /// lines; history is kept in ~/.stmon_history. Commands: `\d` lists tables
 /// with their descriptions, `\d TABLE` shows its columns, `\q` quits.
 /// With -c: runs the statements and prints the result (exit 2 on an error).
+///
+/// Versions: a session reads every table at one moment. While a nightly run
+/// is writing (it holds the warehouse lock) a new session reads the versions
+/// the last finished run published, never a mix of half a run; `--run ID`
+/// reads the versions a given run published (`stmon runs`), `--head` the
+/// newest commit of every table.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Read the warehouse as run RUN_ID left it.
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "head")]
+    pub run: Option<String>,
+    /// Read the newest version of every table, even while a run is writing.
+    #[arg(long)]
+    pub head: bool,
     /// Statements to run instead of the interactive shell (separated by `;`).
     #[arg(short = 'c', long = "command")]
     pub command: Option<String>,
@@ -39,6 +51,19 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let project = super::load_project(cli)?;
     let catalog = super::load_catalog(cli)?;
     let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let wh = if let Some(run) = &args.run {
+        stmon_models::runs::at_run(&wh, run).await?
+    } else if args.head {
+        wh
+    } else {
+        let (wh, pinned) = stmon_models::runs::reader(&wh).await?;
+        if let Some(run) = pinned {
+            eprintln!(
+                "note: a run is writing; reading the warehouse as run {run} left it (--head for the newest)"
+            );
+        }
+        wh
+    };
     let ctx = stmon_models::run::session(&wh, &project)
         .await
         .context("opening the warehouse (has `stmon ingest` run?)")?;

@@ -8,6 +8,7 @@ mod crash;
 mod history;
 mod indicators;
 mod models;
+mod pipeline;
 mod python;
 mod s3;
 mod shell;

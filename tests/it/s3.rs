@@ -123,5 +123,67 @@ fn an_s3_warehouse_behaves_like_a_local_one() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "91330624MA2BCD004Y 330603 3"
     );
+
+    // `stmon run` with an inbox on the object store, into the S3 warehouse:
+    // the lock (create-if-absent on S3), the inbox copy, the run record.
+    let upload = format!(
+        "import boto3; boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='test', \
+         aws_secret_access_key='test', region_name='us-east-1').upload_file('{}', 'stmon', 'inbox/2023/contracts.csv')",
+        repo().join("fixtures/indicators/base/tech_contract.csv").display()
+    );
+    assert!(Command::new("python3")
+        .arg("-c")
+        .arg(&upload)
+        .status()
+        .unwrap()
+        .success());
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = tmp.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: s3-nightly\nyear: 2023\ninbox: s3://stmon/inbox/\nsteps: [ingest, freshness]\nreports: {}\n\
+             freshness:\n  as_of: 2024-01-31\n  rules:\n    - {{form: tech_contract, max_age_days: 400}}\n",
+            tmp.path().join("reports").display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_stmon"))
+            .current_dir(repo())
+            .envs(env)
+            .args([
+                "--warehouse",
+                "s3://stmon/wh",
+                "run",
+                pipeline.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 file(s) loaded"), "{text}");
+    assert!(text.contains("tech_contract"), "{text}");
+    let out = run();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("nothing new"),
+        "{text}"
+    );
+    let runs = Command::new(env!("CARGO_BIN_EXE_stmon"))
+        .current_dir(repo())
+        .envs(env)
+        .args(["--warehouse", "s3://stmon/wh", "runs"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&runs.stdout).to_string();
+    assert_eq!(text.matches("s3-nightly").count(), 2, "{text}");
+    assert!(!text.contains("lock: held"), "released: {text}");
     drop(server);
 }

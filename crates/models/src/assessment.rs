@@ -421,7 +421,7 @@ fn level_table(a: &Assessment, base: &str) -> Table {
 
 /// Writes each table as the Delta table `marts/assessment_<name>` (overwrite),
 /// with the provenance columns.
-pub async fn write_delta(wh: &Warehouse, a: &Assessment) -> Result<()> {
+pub async fn write_delta(wh: &Warehouse, a: &Assessment, fingerprint: Option<&str>) -> Result<()> {
     use arrow::array::{ArrayRef, Float64Array as F, Int64Array as I, RecordBatch};
     use arrow::datatypes::{DataType, Field, Schema};
     use deltalake::operations::write::SchemaMode;
@@ -495,11 +495,15 @@ pub async fn write_delta(wh: &Warehouse, a: &Assessment) -> Result<()> {
         let table = wh
             .table(&TableId::new("marts", &format!("assessment_{}", t.name)))
             .await?;
-        table
+        let mut write = table
             .write(vec![batch])
             .with_save_mode(SaveMode::Overwrite)
-            .with_schema_mode(SchemaMode::Overwrite)
-            .await?;
+            .with_schema_mode(SchemaMode::Overwrite);
+        if let Some(fp) = fingerprint {
+            write = write.with_commit_properties(crate::state::commit_properties(fp));
+        }
+        write.await?;
+        stmon_warehouse::checkpoint::checkpoint(&format!("assessment_{}", t.name));
     }
     Ok(())
 }

@@ -26,10 +26,14 @@
 pub mod assessment;
 pub mod checks;
 pub mod explain;
+pub mod freshness;
+pub mod pipeline;
 pub mod progress;
 pub mod reference;
 pub mod report;
 pub mod run;
+pub mod runs;
+pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -47,6 +47,7 @@ pub async fn session(wh: &Warehouse, project: &Project) -> Result<SessionContext
         };
         register_model(wh, &ctx, &id).await?;
     }
+    crate::runs::register(wh, &ctx).await?;
     Ok(ctx)
 }
 
@@ -73,11 +74,18 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Skip the data tests.
     pub no_tests: bool,
+    /// Rebuild only models whose fingerprint (see [`crate::state`]) differs
+    /// from the one their table was built from; the others are up to date.
+    pub incremental: bool,
+    /// Up-to-date models whose data tests run anyway (they failed last time).
+    pub retest: std::collections::BTreeSet<ModelId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Ok,
+    /// Built from the same inputs already: not rebuilt (incremental runs).
+    UpToDate,
     Failed(String),
     Skipped(String),
 }
@@ -106,6 +114,8 @@ pub struct ModelOutcome {
     pub rows: u64,
     pub elapsed: Duration,
     pub tests: Vec<TestOutcome>,
+    /// What the table is built from (see [`crate::state`]).
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -152,6 +162,8 @@ pub async fn run(
 ) -> Result<RunReport> {
     let selected = project.select(&opts.select)?;
     let ctx = session(wh, project).await?;
+    let sources = crate::state::source_fingerprints(wh, &ctx).await?;
+    let fingerprints = crate::state::model_fingerprints(project, &sources);
     on(Event::Start {
         total: selected.len(),
     });
@@ -163,7 +175,7 @@ pub async fn run(
             report
                 .models
                 .iter()
-                .any(|o| &o.id == *d && !matches!(o.status, Status::Ok))
+                .any(|o| &o.id == *d && !matches!(o.status, Status::Ok | Status::UpToDate))
         });
         let mut outcome = ModelOutcome {
             id: m.id.clone(),
@@ -171,13 +183,26 @@ pub async fn run(
             rows: 0,
             elapsed: Duration::ZERO,
             tests: Vec::new(),
+            fingerprint: fingerprints.get(&m.id).cloned().unwrap_or_default(),
         };
+        let table_id = TableId::new(&m.id.layer, &m.id.name);
         if stop {
             outcome.status = Status::Skipped("--fail-fast: an earlier failure".into());
         } else if let Some(d) = blocked {
             outcome.status = Status::Skipped(format!("upstream {d} did not run"));
+        } else if opts.incremental
+            && crate::state::stored_fingerprint(wh, &table_id)
+                .await?
+                .as_deref()
+                == Some(outcome.fingerprint.as_str())
+        {
+            outcome.status = Status::UpToDate;
+            if !opts.no_tests && opts.retest.contains(&m.id) {
+                outcome.tests =
+                    run_tests(&ctx, &checks::compile(&m.id, &m.spec), opts.fail_fast).await;
+            }
         } else {
-            match materialise(wh, &ctx, m).await {
+            match materialise(wh, &ctx, m, &outcome.fingerprint).await {
                 Ok(rows) => {
                     outcome.rows = rows;
                     if !opts.no_tests {
@@ -202,7 +227,12 @@ pub async fn run(
 }
 
 /// Plans and writes one model; an error is a message naming file and line.
-async fn materialise(wh: &Warehouse, ctx: &SessionContext, m: &Model) -> Result<u64, String> {
+async fn materialise(
+    wh: &Warehouse,
+    ctx: &SessionContext,
+    m: &Model,
+    fingerprint: &str,
+) -> Result<u64, String> {
     let file = m.path.display().to_string();
     let fail = |e: String| format!("{file}{}: {e}", locate(&m.sql, &e));
     let df = ctx.sql(&m.sql).await.map_err(|e| fail(e.to_string()))?;
@@ -217,8 +247,10 @@ async fn materialise(wh: &Warehouse, ctx: &SessionContext, m: &Model) -> Result<
         .with_session_state(Arc::new(ctx.state()))
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(SchemaMode::Overwrite)
+        .with_commit_properties(crate::state::commit_properties(fingerprint))
         .await
         .map_err(|e| fail(e.to_string()))?;
+    stmon_warehouse::checkpoint::checkpoint(&format!("model {}", m.id));
     register_model(wh, ctx, &m.id)
         .await
         .map_err(|e| fail(e.to_string()))?;
@@ -275,6 +307,11 @@ pub fn locate(sql: &str, message: &str) -> String {
         }
     }
     String::new()
+}
+
+/// Runs one model's data tests.
+pub async fn test_model(ctx: &SessionContext, m: &Model) -> Vec<TestOutcome> {
+    run_tests(ctx, &checks::compile(&m.id, &m.spec), false).await
 }
 
 async fn run_tests(ctx: &SessionContext, tests: &[DataTest], fail_fast: bool) -> Vec<TestOutcome> {

@@ -39,6 +39,8 @@
 
 mod batch;
 pub mod bucket;
+pub mod checkpoint;
+pub mod lock;
 mod session;
 mod tables;
 
@@ -59,6 +61,9 @@ pub enum Error {
     Query(#[from] datafusion::error::DataFusionError),
     #[error(transparent)]
     Ingest(#[from] stmon_ingest::Error),
+    /// Another run holds the warehouse lock.
+    #[error("{0}")]
+    Locked(String),
     #[error("{0}")]
     Other(String),
 }

@@ -39,6 +39,10 @@ impl std::fmt::Display for TableId {
 pub struct Warehouse {
     pub root: Url,
     pub catalog: Arc<Catalog>,
+    /// Read tables at these versions (a snapshot a run published) instead of
+    /// their latest; tables not named are read at their latest. Never write
+    /// through a pinned warehouse.
+    pub pins: Option<Arc<BTreeMap<TableId, u64>>>,
 }
 
 fn ts_utc() -> DataType {
@@ -102,7 +106,11 @@ impl Warehouse {
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
-        Ok(Warehouse { root, catalog })
+        Ok(Warehouse {
+            root,
+            catalog,
+            pins: None,
+        })
     }
 
     pub fn table_url(&self, id: &TableId) -> Url {
@@ -135,12 +143,73 @@ impl Warehouse {
                     .map_err(|e| Error::Other(format!("{}: {e}", p.display())))?;
             }
         }
-        DeltaTable::try_from_url(url)
+        let delta = |source| Error::Delta {
+            table: id.to_string(),
+            source,
+        };
+        let mut table = DeltaTable::try_from_url(url).await.map_err(delta)?;
+        if let Some(v) = self.pins.as_ref().and_then(|p| p.get(id)) {
+            table.load_version(*v as _).await.map_err(delta)?;
+        }
+        Ok(table)
+    }
+
+    /// Copies every .csv/.xlsx object under an object-store prefix into a
+    /// local folder (keeping the relative paths). Returns how many.
+    pub async fn download_prefix(&self, prefix: &str, to: &std::path::Path) -> Result<usize> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        let err = |m: String| Error::Location {
+            location: prefix.into(),
+            message: m,
+        };
+        let mut url = Url::parse(prefix).map_err(|e| err(e.to_string()))?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let table = DeltaTable::try_from_url(url)
             .await
             .map_err(|source| Error::Delta {
-                table: id.to_string(),
+                table: prefix.into(),
                 source,
-            })
+            })?;
+        let store = table.object_store();
+        let objects: Vec<object_store::ObjectMeta> = store
+            .list(None)
+            .try_collect()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let mut n = 0;
+        for meta in objects {
+            let rel = meta.location.as_ref().to_string();
+            let lower = rel.to_lowercase();
+            if !(lower.ends_with(".csv") || lower.ends_with(".xlsx")) {
+                continue;
+            }
+            let bytes = store
+                .get(&meta.location)
+                .await
+                .map_err(|e| err(format!("{rel}: {e}")))?
+                .bytes()
+                .await
+                .map_err(|e| err(format!("{rel}: {e}")))?;
+            let target = to.join(&rel);
+            if let Some(d) = target.parent() {
+                std::fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
+            }
+            std::fs::write(&target, &bytes)
+                .map_err(|e| err(format!("{}: {e}", target.display())))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The same warehouse, read at a snapshot (see [`Warehouse::pins`]).
+    pub fn pinned(&self, pins: BTreeMap<TableId, u64>) -> Warehouse {
+        Warehouse {
+            pins: Some(Arc::new(pins)),
+            ..self.clone()
+        }
     }
 
     /// Creates missing tables. Creating is idempotent: an existing table is left alone.
@@ -187,6 +256,7 @@ impl Warehouse {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
         }
+        crate::checkpoint::checkpoint(&format!("before append {id}"));
         let table = self.table(id).await?;
         table
             .write(batches)
@@ -196,6 +266,7 @@ impl Warehouse {
                 table: id.to_string(),
                 source,
             })?;
+        crate::checkpoint::checkpoint(&format!("after append {id}"));
         Ok(())
     }
 }

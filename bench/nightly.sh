@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Nightly-run benchmark: a night with 1 % new rows on top of a full
+# warehouse, against the full run that built it (same binary, same run).
+#
+#   bench/nightly.sh [SCALE] [DIR]     SCALE: shaoxing | province | national
+#                                      (default national; DIR default target/bench-SCALE)
+#   STMON_BIN=target/debug/stmon bench/nightly.sh shaoxing   # skip the release build
+#
+# 1. generates the fixtures (seed 2023) once;
+# 2. full run: `stmon run` of a pipeline over them into a fresh warehouse;
+# 3. no-op run: the same again (nothing new);
+# 4. 1 % night: copies 1 % of the enterprise_rd rows, re-dated as corrections
+#    submitted later, into the inbox, and runs again.
+# Prints each time, peak RSS and the ratios to the full run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALE=${1:-national}
+DIR=${2:-target/bench-$SCALE}
+if [ -z "${STMON_BIN:-}" ]; then
+  cargo build --release --quiet
+  STMON_BIN=target/release/stmon
+fi
+BIN=$STMON_BIN
+if [ ! -f "$DIR/divisions.csv" ]; then
+  echo "generating $SCALE fixtures in $DIR …"
+  "$BIN" fixtures generate --scale "$SCALE" --seed 2023 --out "$DIR" > "$DIR.summary.txt"
+fi
+WORK=$(mktemp -d)
+mkdir -p "$WORK/inbox"
+cp -r "$DIR/submissions/." "$WORK/inbox/"
+ROOT=$(pwd)
+cat > "$WORK/pipeline.yaml" <<YAML
+name: bench-$SCALE
+year: 2023
+inbox: $WORK/inbox
+steps: [ingest, freshness, models, tests, progress, assessment, reports]
+targets: $ROOT/pipelines/targets-2023.yaml
+schemes: [$ROOT/pipelines/assessment-counties-2023.yaml, $ROOT/pipelines/assessment-zones-2023.yaml, $ROOT/pipelines/assessment-institutes-2023.yaml]
+reports: $WORK/reports
+freshness:
+  as_of: 2024-01-31
+  rules:
+    - {form: enterprise_rd, due_days: 15, severity: warn}
+YAML
+# Steps that need the Shaoxing targets or schemes units only report, so
+# progress/assessment work on any scale (their tables cover what matches).
+run() {
+  local label=$1
+  local start end
+  start=$(date +%s.%N)
+  /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" --warehouse "$WORK/wh" --divisions "$DIR/divisions.csv" \
+    run "$WORK/pipeline.yaml" > "$WORK/$label.out" 2>&1 || echo "($label exited $?)"
+  end=$(date +%s.%N)
+  echo "$(echo "$end - $start" | bc) $(( $(cat "$WORK/rss") / 1024 ))"
+}
+read -r full full_rss < <(run full)
+read -r noop noop_rss < <(run noop)
+ROWS=$(python3 - "$WORK/inbox" "$WORK/inbox/night-corrections.csv" <<'PY'
+import csv, io, os, sys
+inbox, out = sys.argv[1], sys.argv[2]
+files = []
+for root, _, names in os.walk(os.path.join(inbox, "enterprise_rd")):
+    files += [os.path.join(root, n) for n in names if n.endswith(".csv")]
+total, rows, header = 0, [], None
+for f in sorted(files):
+    raw = open(f, "rb").read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("gb18030")
+    r = list(csv.reader(io.StringIO(text)))
+    total += len(r) - 1
+    if header is None and ("submitted_at" in r[0] or "填报时间" in r[0]):
+        header = r[0]
+        body = r[1:]
+        rows = body
+want = max(1, total // 100)
+i = header.index("submitted_at") if "submitted_at" in header else header.index("填报时间")
+with open(out, "w", newline="") as fh:
+    w = csv.writer(fh)
+    w.writerow(header)
+    n = 0
+    for row in (rows * (want // max(1, len(rows)) + 1))[:want]:
+        row = list(row)
+        row[i] = "2024-02-01 0%d:%02d" % (n // 60 % 10, n % 60)  # later: corrections
+        w.writerow(row)
+        n += 1
+print(n)
+PY
+)
+read -r night night_rss < <(run night)
+printf 'full run (empty warehouse):   %8.1f s  peak RSS %6d MB\n' "$full" "$full_rss"
+printf 'no-op run (nothing new):      %8.1f s  peak RSS %6d MB  %6.3f× full\n' "$noop" "$noop_rss" "$(echo "$noop / $full" | bc -l)"
+printf '1%% night (%s new rows):  %8.1f s  peak RSS %6d MB  %6.3f× full\n' "$ROWS" "$night" "$night_rss" "$(echo "$night / $full" | bc -l)"
+grep -h "^✓\|^!\|^✗" "$WORK/night.out" | sed 's/^/  night: /'
+rm -rf "$WORK"

@@ -1,0 +1,353 @@
+//! Pipelines: what `stmon run` does, as YAML under `pipelines/`.
+//!
+//! ```yaml
+//! name: shaoxing-2023
+//! year: 2023
+//! inbox: ../fixtures/shaoxing/submissions   # a folder, or s3://bucket/prefix/
+//! steps: [ingest, freshness, models, tests, progress, assessment, reports]
+//! targets: targets-2023.yaml
+//! schemes: [assessment-counties-2023.yaml]
+//! reports: ../reports
+//! on_test_failure: stop        # or continue
+//! progress: {as_of: latest}    # or YYYY-MM
+//! freshness:
+//!   as_of: today               # or a date: the day lateness is measured on
+//!   rules:
+//!     - {form: enterprise_rd, due_days: 15, severity: warn}
+//!     - {form: tech_contract, max_age_days: 45, severity: fail}
+//! ```
+//!
+//! Relative paths are relative to the pipeline file. Loading checks every
+//! field and lists every mistake at once.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// The steps of a run, in the order they run.
+pub const STEPS: [&str; 7] = [
+    "ingest",
+    "freshness",
+    "models",
+    "tests",
+    "progress",
+    "assessment",
+    "reports",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    name: String,
+    year: i32,
+    #[serde(default)]
+    description: Option<String>,
+    inbox: String,
+    #[serde(default)]
+    steps: Option<Vec<String>>,
+    #[serde(default)]
+    targets: Option<String>,
+    #[serde(default)]
+    schemes: Vec<String>,
+    #[serde(default)]
+    reports: Option<String>,
+    #[serde(default)]
+    on_test_failure: Option<String>,
+    #[serde(default)]
+    ingest: IngestOptions,
+    #[serde(default)]
+    progress: ProgressOptions,
+    #[serde(default)]
+    freshness: Option<FreshnessRaw>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestOptions {
+    #[serde(default = "default_commit_rows")]
+    pub commit_rows: usize,
+    #[serde(default = "default_check_bucket_rows")]
+    pub check_bucket_rows: u64,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            commit_rows: default_commit_rows(),
+            check_bucket_rows: default_check_bucket_rows(),
+        }
+    }
+}
+
+fn default_commit_rows() -> usize {
+    400_000
+}
+fn default_check_bucket_rows() -> u64 {
+    500_000
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressOptions {
+    /// `latest` (the latest month of the year with enterprise reports) or `YYYY-MM`.
+    #[serde(default)]
+    pub as_of: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreshnessRaw {
+    #[serde(default)]
+    as_of: Option<String>,
+    #[serde(default)]
+    rules: Vec<FreshnessRule>,
+}
+
+/// When a county's submissions of a form are late.
+///
+/// For a form with periods (monthly, quarterly, annual), period P is due
+/// `due_days` after P ends: on the reference day, every period already due
+/// should be in, so a county is late when its latest period is older than the
+/// latest period due. For an event form (contracts, recognitions, program
+/// ledger), a county is late when its latest submission is older than
+/// `max_age_days`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessRule {
+    pub form: String,
+    #[serde(default)]
+    pub due_days: Option<i64>,
+    #[serde(default)]
+    pub max_age_days: Option<i64>,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+}
+
+fn default_severity() -> Severity {
+    Severity::Warn
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warn,
+    Fail,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warn => "warn",
+            Severity::Fail => "fail",
+        }
+    }
+}
+
+/// The reference day of the freshness rules.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AsOf {
+    Today,
+    Date(chrono::NaiveDate),
+}
+
+#[derive(Debug, Clone)]
+pub struct Freshness {
+    pub as_of: AsOf,
+    pub rules: Vec<FreshnessRule>,
+}
+
+/// A loaded, checked pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    pub year: i32,
+    pub file: PathBuf,
+    /// The sha256 of the pipeline file.
+    pub hash: String,
+    /// A local folder or an object-store URL.
+    pub inbox: String,
+    pub steps: Vec<String>,
+    pub targets: PathBuf,
+    pub schemes: Vec<PathBuf>,
+    pub reports: PathBuf,
+    pub stop_on_test_failure: bool,
+    pub ingest: IngestOptions,
+    pub progress: ProgressOptions,
+    pub freshness: Freshness,
+}
+
+impl Pipeline {
+    pub fn load(path: &Path, catalog: &stmon_schema::Catalog) -> Result<Pipeline> {
+        let err = |m: String| Error::Project(format!("{}: {m}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let raw: Raw = serde_yaml_ng::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: &str| -> PathBuf {
+            let p = PathBuf::from(p);
+            if p.is_absolute() {
+                p
+            } else {
+                clean(&dir.join(p))
+            }
+        };
+        let mut problems: Vec<String> = Vec::new();
+        let steps = raw
+            .steps
+            .clone()
+            .unwrap_or_else(|| STEPS.iter().map(|s| s.to_string()).collect());
+        for s in &steps {
+            if !STEPS.contains(&s.as_str()) {
+                problems.push(format!(
+                    "steps: unknown step `{s}` (known: {})",
+                    STEPS.join(", ")
+                ));
+            }
+        }
+        let mut ordered: Vec<String> = STEPS
+            .iter()
+            .filter(|s| steps.iter().any(|x| x == *s))
+            .map(|s| s.to_string())
+            .collect();
+        ordered.dedup();
+        let inbox = if raw.inbox.contains("://") {
+            raw.inbox.clone()
+        } else {
+            let p = rel(&raw.inbox);
+            if ordered.iter().any(|s| s == "ingest") && !p.exists() {
+                problems.push(format!("inbox: {} does not exist", p.display()));
+            }
+            p.display().to_string()
+        };
+        let targets = rel(raw
+            .targets
+            .as_deref()
+            .unwrap_or(&format!("targets-{}.yaml", raw.year)));
+        if ordered.iter().any(|s| s == "progress") && !targets.is_file() {
+            problems.push(format!("targets: {} does not exist", targets.display()));
+        }
+        let schemes: Vec<PathBuf> = raw.schemes.iter().map(|s| rel(s)).collect();
+        for s in &schemes {
+            if !s.is_file() {
+                problems.push(format!("schemes: {} does not exist", s.display()));
+            }
+        }
+        if ordered.iter().any(|s| s == "assessment") && schemes.is_empty() {
+            problems.push("schemes: the assessment step needs at least one scheme".into());
+        }
+        let stop_on_test_failure = match raw.on_test_failure.as_deref() {
+            None | Some("stop") => true,
+            Some("continue") => false,
+            Some(o) => {
+                problems.push(format!(
+                    "on_test_failure: `{o}` (expected stop or continue)"
+                ));
+                true
+            }
+        };
+        if let Some(a) = &raw.progress.as_of {
+            if a != "latest" && crate::pipeline::parse_month(a, raw.year).is_none() {
+                problems.push(format!(
+                    "progress.as_of: `{a}` (expected latest or a month YYYY-MM of {})",
+                    raw.year
+                ));
+            }
+        }
+        let mut freshness = Freshness {
+            as_of: AsOf::Today,
+            rules: Vec::new(),
+        };
+        if let Some(f) = &raw.freshness {
+            match f.as_of.as_deref() {
+                None | Some("today") => {}
+                Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+                    Ok(d) => freshness.as_of = AsOf::Date(d),
+                    Err(_) => problems.push(format!(
+                        "freshness.as_of: `{d}` (expected today or YYYY-MM-DD)"
+                    )),
+                },
+            }
+            for r in &f.rules {
+                let Some(form) = catalog.forms.get(&r.form) else {
+                    problems.push(format!(
+                        "freshness: unknown form `{}` (known: {})",
+                        r.form,
+                        catalog.forms.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                    continue;
+                };
+                let periodic = form.frequency != stmon_schema::Frequency::Event;
+                match (periodic, r.due_days, r.max_age_days) {
+                    (true, Some(d), None) | (false, None, Some(d)) if d >= 0 => {}
+                    (true, _, _) => problems.push(format!(
+                        "freshness: {} has periods: give due_days (≥ 0), the days after a period ends by which it is due",
+                        r.form
+                    )),
+                    (false, _, _) => problems.push(format!(
+                        "freshness: {} is an event form: give max_age_days (≥ 0), the longest a county may go without a submission",
+                        r.form
+                    )),
+                }
+                if !form.columns.iter().any(|c| c.name == "county_code") {
+                    problems.push(format!("freshness: {} has no county_code column", r.form));
+                }
+            }
+            freshness.rules = f.rules.clone();
+        }
+        if !problems.is_empty() {
+            return Err(err(format!(
+                "{} problem(s):\n  - {}",
+                problems.len(),
+                problems.join("\n  - ")
+            )));
+        }
+        Ok(Pipeline {
+            name: raw.name,
+            description: raw.description,
+            year: raw.year,
+            file: path.to_path_buf(),
+            hash: crate::state::sha256_hex(&[text.as_bytes()]),
+            inbox,
+            steps: ordered,
+            targets,
+            schemes,
+            reports: rel(raw.reports.as_deref().unwrap_or("reports")),
+            stop_on_test_failure,
+            ingest: raw.ingest,
+            progress: raw.progress,
+            freshness,
+        })
+    }
+
+    pub fn has(&self, step: &str) -> bool {
+        self.steps.iter().any(|s| s == step)
+    }
+}
+
+/// `YYYY-MM` of the given year → month.
+pub fn parse_month(s: &str, year: i32) -> Option<u32> {
+    let (y, m) = s.split_once('-')?;
+    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    (y == year && (1..=12).contains(&m)).then_some(m)
+}
+
+/// `a/b/../c` → `a/c`, lexically (no file system access).
+fn clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
+}

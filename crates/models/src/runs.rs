@@ -1,0 +1,293 @@
+//! The run record: `audit/runs`, one Delta table, a set of rows per run.
+//!
+//! A run appends a `run` row with status `running` when it starts (with the
+//! warehouse versions before), rows for each step as the step ends (one per
+//! item — form, model, test, county, report — and one for the step), and a
+//! final `run` row with its status and the versions after. A run that was
+//! killed has no final row: it reads as `interrupted`. A resumed run appends
+//! to the same run id; the latest row of a step wins.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+use stmon_warehouse::{TableId, Warehouse};
+
+use crate::{text_column, Result};
+
+pub fn table_id() -> TableId {
+    TableId::new("audit", "runs")
+}
+
+pub fn schema() -> SchemaRef {
+    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("pipeline", DataType::Utf8, false),
+        Field::new("step", DataType::Utf8, false),
+        Field::new("item", DataType::Utf8, true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("rows_in", DataType::Int64, true),
+        Field::new("rows_accepted", DataType::Int64, true),
+        Field::new("rows_rejected", DataType::Int64, true),
+        Field::new("rows_out", DataType::Int64, true),
+        Field::new("fingerprint", DataType::Utf8, true),
+        Field::new("detail", DataType::Utf8, true),
+        Field::new("started_at", ts(), false),
+        Field::new("finished_at", ts(), true),
+        Field::new("elapsed_ms", DataType::Int64, true),
+    ]))
+}
+
+/// One row of the run record.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub pipeline: String,
+    pub step: String,
+    pub item: Option<String>,
+    pub status: String,
+    pub rows_in: Option<i64>,
+    pub rows_accepted: Option<i64>,
+    pub rows_rejected: Option<i64>,
+    pub rows_out: Option<i64>,
+    pub fingerprint: Option<String>,
+    pub detail: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub elapsed_ms: Option<i64>,
+}
+
+/// Appends rows to `audit/runs` in one Delta commit.
+pub async fn append(wh: &Warehouse, rows: &[RunRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let s = |f: &dyn Fn(&RunRow) -> Option<String>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let i = |f: &dyn Fn(&RunRow) -> Option<i64>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    };
+    let t = |f: &dyn Fn(&RunRow) -> Option<i64>| -> ArrayRef {
+        Arc::new(
+            rows.iter()
+                .map(f)
+                .collect::<TimestampMicrosecondArray>()
+                .with_timezone("UTC"),
+        )
+    };
+    let batch = RecordBatch::try_new(
+        schema(),
+        vec![
+            s(&|r| Some(r.run_id.clone())),
+            s(&|r| Some(r.pipeline.clone())),
+            s(&|r| Some(r.step.clone())),
+            s(&|r| r.item.clone()),
+            s(&|r| Some(r.status.clone())),
+            i(&|r| r.rows_in),
+            i(&|r| r.rows_accepted),
+            i(&|r| r.rows_rejected),
+            i(&|r| r.rows_out),
+            s(&|r| r.fingerprint.clone()),
+            s(&|r| r.detail.clone()),
+            t(&|r| Some(r.started_at.timestamp_micros())),
+            t(&|r| r.finished_at.map(|d| d.timestamp_micros())),
+            i(&|r| r.elapsed_ms),
+        ],
+    )?;
+    wh.append(&table_id(), vec![batch]).await?;
+    Ok(())
+}
+
+/// Registers `audit.runs` in a session if the table exists.
+pub async fn register(wh: &Warehouse, ctx: &SessionContext) -> Result<bool> {
+    let table = wh.table(&table_id()).await?;
+    if table.version().is_none() {
+        return Ok(false);
+    }
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table.table_provider().await?;
+    ctx.deregister_table("audit.runs")?;
+    ctx.register_table("audit.runs", provider)?;
+    Ok(true)
+}
+
+/// Every row of the record, oldest first (in commit order).
+pub async fn read(wh: &Warehouse) -> Result<Vec<RunRow>> {
+    let ctx = SessionContext::new();
+    let catalog = ctx.catalog("datafusion").expect("default catalog");
+    catalog.register_schema(
+        "audit",
+        Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+    )?;
+    if !register(wh, &ctx).await? {
+        return Ok(Vec::new());
+    }
+    let batches = ctx
+        .sql(
+            "select run_id, pipeline, step, item, status, rows_in, rows_accepted, rows_rejected, \
+             rows_out, fingerprint, detail, \
+             cast(started_at as bigint) as s, cast(finished_at as bigint) as f, elapsed_ms \
+             from audit.runs order by coalesce(finished_at, started_at), started_at",
+        )
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let txt: Vec<StringArray> = [0, 1, 2, 3, 4, 9, 10]
+            .iter()
+            .map(|&c| text_column(b, c))
+            .collect::<Result<_>>()?;
+        let num = |c: usize| -> Int64Array {
+            arrow::compute::cast(b.column(c), &DataType::Int64)
+                .expect("cast to Int64")
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("Int64")
+                .clone()
+        };
+        let nums: Vec<Int64Array> = [5, 6, 7, 8, 11, 12, 13].iter().map(|&c| num(c)).collect();
+        let so = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
+        let no = |a: &Int64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
+        let ts =
+            |a: &Int64Array, i: usize| no(a, i).and_then(DateTime::<Utc>::from_timestamp_micros);
+        for r in 0..b.num_rows() {
+            out.push(RunRow {
+                run_id: txt[0].value(r).into(),
+                pipeline: txt[1].value(r).into(),
+                step: txt[2].value(r).into(),
+                item: so(&txt[3], r),
+                status: txt[4].value(r).into(),
+                rows_in: no(&nums[0], r),
+                rows_accepted: no(&nums[1], r),
+                rows_rejected: no(&nums[2], r),
+                rows_out: no(&nums[3], r),
+                fingerprint: so(&txt[5], r),
+                detail: so(&txt[6], r),
+                started_at: ts(&nums[4], r).unwrap_or_default(),
+                finished_at: ts(&nums[5], r),
+                elapsed_ms: no(&nums[6], r),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A run as read back from the record.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub pipeline: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `ok`, `dq_failed`, `failed`, or `interrupted` (no final row).
+    pub status: String,
+    /// The last row of each step (item = None), in run order.
+    pub steps: Vec<RunRow>,
+    /// Every row, in order.
+    pub rows: Vec<RunRow>,
+    /// Table → Delta version after the run (from its final row).
+    pub versions_after: BTreeMap<String, u64>,
+}
+
+/// Runs grouped from the rows, oldest first.
+pub fn summarise(rows: &[RunRow]) -> Vec<RunSummary> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by: BTreeMap<String, Vec<RunRow>> = BTreeMap::new();
+    for r in rows {
+        if !by.contains_key(&r.run_id) {
+            order.push(r.run_id.clone());
+        }
+        by.entry(r.run_id.clone()).or_default().push(r.clone());
+    }
+    order
+        .into_iter()
+        .map(|id| {
+            let rows = by.remove(&id).unwrap_or_default();
+            let run_rows: Vec<&RunRow> = rows.iter().filter(|r| r.step == "run").collect();
+            let last = run_rows.last();
+            let finished = last.filter(|r| r.status != "running");
+            let mut steps: Vec<RunRow> = Vec::new();
+            for r in rows.iter().filter(|r| r.step != "run" && r.item.is_none()) {
+                steps.retain(|s| s.step != r.step);
+                steps.push(r.clone());
+            }
+            let versions_after = finished
+                .and_then(|r| r.detail.as_deref())
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .and_then(|v| v.get("versions_after").cloned())
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            RunSummary {
+                run_id: id,
+                pipeline: rows.first().map(|r| r.pipeline.clone()).unwrap_or_default(),
+                started_at: rows.first().map(|r| r.started_at).unwrap_or_default(),
+                finished_at: finished.and_then(|r| r.finished_at),
+                status: finished
+                    .map(|r| r.status.clone())
+                    .unwrap_or_else(|| "interrupted".into()),
+                steps,
+                rows,
+                versions_after,
+            }
+        })
+        .collect()
+}
+
+/// The snapshot of the last run that finished (ok or with data-quality
+/// failures): table (`layer/name`) → version. None when no run finished.
+pub async fn last_snapshot(wh: &Warehouse) -> Result<Option<(String, BTreeMap<TableId, u64>)>> {
+    let runs = summarise(&read(wh).await?);
+    let Some(run) = runs
+        .iter()
+        .rev()
+        .find(|r| matches!(r.status.as_str(), "ok" | "dq_failed") && !r.versions_after.is_empty())
+    else {
+        return Ok(None);
+    };
+    Ok(Some((run.run_id.clone(), pins_of(&run.versions_after))))
+}
+
+pub fn pins_of(v: &BTreeMap<String, u64>) -> BTreeMap<TableId, u64> {
+    v.iter()
+        .filter_map(|(k, v)| k.split_once('/').map(|(l, n)| (TableId::new(l, n), *v)))
+        .collect()
+}
+
+/// The warehouse as a reader should see it. While a run holds the lock (or a
+/// killed run left it), the tables may be part-way through the run, so the
+/// reader is pinned to the versions the last finished run published; else it
+/// reads every table's latest version. Returns the run id pinned to.
+pub async fn reader(wh: &Warehouse) -> Result<(Warehouse, Option<String>)> {
+    if wh.pins.is_some() || wh.lock_holder().await?.is_none() {
+        return Ok((wh.clone(), None));
+    }
+    match last_snapshot(wh).await? {
+        Some((run, pins)) => Ok((wh.pinned(pins), Some(run))),
+        None => Ok((wh.clone(), None)),
+    }
+}
+
+/// The warehouse pinned to the versions a given run published.
+pub async fn at_run(wh: &Warehouse, run_id: &str) -> Result<Warehouse> {
+    let runs = summarise(&read(wh).await?);
+    let Some(run) = runs.iter().find(|r| r.run_id == run_id) else {
+        return Err(crate::Error::Project(format!(
+            "no run {run_id} in audit/runs (see `stmon runs`)"
+        )));
+    };
+    if run.versions_after.is_empty() {
+        return Err(crate::Error::Project(format!(
+            "run {run_id} did not finish ({}), so it published no versions",
+            run.status
+        )));
+    }
+    Ok(wh.pinned(pins_of(&run.versions_after)))
+}

@@ -1,0 +1,166 @@
+//! What a model was built from: its fingerprint.
+//!
+//! A model's fingerprint is the sha256 of its SQL, its YAML (description and
+//! data tests) and the fingerprints of everything it reads: for another model,
+//! that model's fingerprint; for `current.<form>` or `raw.<form>`, the sorted
+//! sha256 of every file of that form that a committed batch loaded (the
+//! content, not the Delta version: an interrupted batch's rows, removed later,
+//! change versions but not content); for `audit.*`, every committed batch;
+//! for `ref.*`, the division table. Each model table's Delta commit carries
+//! the fingerprint it was built from (commit metadata `stmon.fingerprint`), in
+//! the same atomic commit as the data, so "is this table up to date?" has a
+//! true answer after any crash: a run rebuilds a model only when the
+//! fingerprint it computes differs from the one its table's last commit holds.
+
+use std::collections::BTreeMap;
+
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use sha2::{Digest, Sha256};
+use stmon_warehouse::{TableId, Warehouse};
+
+use crate::{text_column, ModelId, Project, Result};
+
+/// Key of the commit metadata holding the fingerprint.
+pub const KEY: &str = "stmon.fingerprint";
+
+/// Bump when the way tables are written changes, to rebuild everything once.
+const FORMAT: &str = "stmon-model-v1";
+
+pub fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex_of(&h.finalize())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fingerprints of the sources models read (`current.<form>`, `raw.<form>`,
+/// `audit.<table>`, `ref.<table>`), from the committed batches.
+pub async fn source_fingerprints(
+    wh: &Warehouse,
+    ctx: &SessionContext,
+) -> Result<BTreeMap<String, String>> {
+    let mut per_form: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut batches: Vec<String> = Vec::new();
+    if ctx.table_exist("audit.batches")? {
+        let rows = ctx
+            .sql(
+                "select coalesce(form, ''), sha256, status, batch_id from audit.batches \
+                 order by batch_id, sha256",
+            )
+            .await?
+            .collect()
+            .await?;
+        for b in &rows {
+            let (form, sha, status, batch) = (
+                text_column(b, 0)?,
+                text_column(b, 1)?,
+                text_column(b, 2)?,
+                text_column(b, 3)?,
+            );
+            for i in 0..b.num_rows() {
+                batches.push(format!(
+                    "{}|{}|{}",
+                    batch.value(i),
+                    sha.value(i),
+                    status.value(i)
+                ));
+                if status.value(i) == "loaded" {
+                    per_form
+                        .entry(form.value(i).to_string())
+                        .or_default()
+                        .push(sha.value(i).to_string());
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for form in wh.catalog.forms.keys() {
+        let mut shas = per_form.remove(form).unwrap_or_default();
+        shas.sort();
+        let fp = sha256_hex(&[form.as_bytes(), shas.join(",").as_bytes()]);
+        out.insert(format!("current.{form}"), fp.clone());
+        out.insert(format!("raw.{form}"), fp);
+    }
+    let all = sha256_hex(&[batches.join("\n").as_bytes()]);
+    for t in ["batches", "quarantine", "warnings"] {
+        out.insert(format!("audit.{t}"), all.clone());
+    }
+    let divisions: Vec<String> = wh
+        .catalog
+        .divisions
+        .rows
+        .iter()
+        .map(|d| {
+            format!(
+                "{}|{}|{}|{}",
+                d.code,
+                d.name,
+                d.parent_code.as_deref().unwrap_or(""),
+                d.successor.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    let d = sha256_hex(&[divisions.join("\n").as_bytes()]);
+    out.insert("ref.divisions".into(), d.clone());
+    out.insert("ref.division_ancestors".into(), d);
+    Ok(out)
+}
+
+/// Every model's fingerprint, given the sources' (see the module docs).
+pub fn model_fingerprints(
+    project: &Project,
+    sources: &BTreeMap<String, String>,
+) -> BTreeMap<ModelId, String> {
+    let mut out: BTreeMap<ModelId, String> = BTreeMap::new();
+    // Project::models is in dependency order, so deps come first.
+    for m in &project.models {
+        let yml = std::fs::read(m.path.with_extension("yml")).unwrap_or_default();
+        let mut parts: Vec<Vec<u8>> = vec![
+            FORMAT.as_bytes().to_vec(),
+            m.id.to_string().into_bytes(),
+            m.sql.as_bytes().to_vec(),
+            yml,
+        ];
+        for d in &m.deps {
+            parts.push(format!("{d}={}", out.get(d).map_or("?", |s| s.as_str())).into_bytes());
+        }
+        for s in &m.sources {
+            // An unknown source (a typo) fingerprints as itself: the model
+            // then fails when it runs, which is the message a person needs.
+            let fp = sources.get(&s.to_lowercase()).map_or("?", |s| s.as_str());
+            parts.push(format!("{s}={fp}").into_bytes());
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        out.insert(m.id.clone(), sha256_hex(&refs));
+    }
+    out
+}
+
+/// The fingerprint the last commit of a table was built from, if any.
+pub async fn stored_fingerprint(wh: &Warehouse, id: &TableId) -> Result<Option<String>> {
+    let table = wh.table(id).await?;
+    if table.version().is_none() {
+        return Ok(None);
+    }
+    let infos: Vec<_> = table.history(Some(1)).try_collect().await?;
+    Ok(infos
+        .first()
+        .and_then(|c| c.info.get(KEY))
+        .and_then(|v| v.as_str())
+        .map(str::to_string))
+}
+
+/// Commit properties that record a fingerprint.
+pub fn commit_properties(fingerprint: &str) -> deltalake::kernel::transaction::CommitProperties {
+    deltalake::kernel::transaction::CommitProperties::default().with_metadata([(
+        KEY.to_string(),
+        serde_json::Value::String(fingerprint.to_string()),
+    )])
+}

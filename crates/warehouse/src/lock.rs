@@ -1,0 +1,244 @@
+//! The run lock: one nightly run at a time per warehouse.
+//!
+//! The lock is an object, `<warehouse>/_stmon/run.lock`, created with
+//! `PutMode::Create` (atomic "create if absent" on a local folder and on S3),
+//! holding who took it (run id, pipeline, host, pid, start) and a heartbeat
+//! the holder rewrites every [`HEARTBEAT`]. A lock is stale — and taken over —
+//! when its holder ran on this host and that process is gone (a run killed
+//! with SIGKILL leaves its lock behind), or when its heartbeat is older than
+//! [`STALE_AFTER`] (a holder on another machine that died).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use object_store::{
+    path::Path as StorePath, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, Warehouse};
+
+/// How often the holder rewrites the lock.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// A lock whose heartbeat is older than this is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// Who holds the lock.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Holder {
+    pub run_id: String,
+    pub pipeline: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} of {} (pid {} on {}, started {}, last heartbeat {})",
+            self.run_id,
+            self.pipeline,
+            self.pid,
+            self.host,
+            self.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.heartbeat_at.format("%H:%M:%S UTC")
+        )
+    }
+}
+
+/// A held lock; released by [`RunLock::release`] (or, if the process dies,
+/// found stale by the next run).
+pub struct RunLock {
+    store: Arc<dyn ObjectStore>,
+    path: StorePath,
+    holder: Holder,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether a process of this host with that pid is alive and is stmon.
+fn alive_here(pid: u32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => String::from_utf8_lossy(&cmd).contains("stmon"),
+        // No /proc (not Linux): assume alive, the heartbeat decides.
+        Err(_) => !std::path::Path::new("/proc/self").exists(),
+    }
+}
+
+impl Holder {
+    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        (self.host == this_host() && self.pid != std::process::id() && !alive_here(self.pid))
+            || (now - self.heartbeat_at).to_std().unwrap_or_default() > STALE_AFTER
+    }
+}
+
+impl Warehouse {
+    async fn root_store(&self) -> Result<Arc<dyn ObjectStore>> {
+        let table = deltalake::DeltaTable::try_from_url(self.root.clone())
+            .await
+            .map_err(|source| Error::Delta {
+                table: "(warehouse root)".into(),
+                source,
+            })?;
+        Ok(table.object_store())
+    }
+
+    /// Who holds the run lock now, if anyone.
+    pub async fn lock_holder(&self) -> Result<Option<Holder>> {
+        let store = self.root_store().await?;
+        read_holder(store.as_ref(), &lock_path()).await
+    }
+
+    /// Takes the run lock. With `wait`, polls until the lock is free or the
+    /// wait is over (`on_wait` is told once who holds it); without, fails at
+    /// once naming the holder.
+    pub async fn lock_run(
+        &self,
+        run_id: &str,
+        pipeline: &str,
+        wait: Option<Duration>,
+        on_wait: &(dyn Fn(&Holder) + Sync),
+    ) -> Result<RunLock> {
+        let store = self.root_store().await?;
+        let path = lock_path();
+        let now = Utc::now();
+        let holder = Holder {
+            run_id: run_id.into(),
+            pipeline: pipeline.into(),
+            host: this_host(),
+            pid: std::process::id(),
+            started_at: now,
+            heartbeat_at: now,
+        };
+        let started = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            let body = serde_json::to_vec_pretty(&holder).expect("serialisable");
+            let put = store
+                .put_opts(
+                    &path,
+                    PutPayload::from(body),
+                    PutOptions::from(PutMode::Create),
+                )
+                .await;
+            match put {
+                Ok(_) => break,
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(Error::Other(format!("taking the run lock {path}: {e}"))),
+            }
+            match read_holder(store.as_ref(), &path).await? {
+                None => continue, // released meanwhile
+                Some(h) if h.is_stale(Utc::now()) => {
+                    tracing::warn!(holder = %h, "taking over a stale run lock");
+                    let _ = store.delete(&path).await;
+                    continue;
+                }
+                Some(h) => match wait {
+                    Some(w) if started.elapsed() < w => {
+                        if !told {
+                            on_wait(&h);
+                            told = true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Some(w) => {
+                        return Err(Error::Locked(format!(
+                            "the warehouse is still locked after waiting {}s by {h}",
+                            w.as_secs()
+                        )))
+                    }
+                    None => {
+                        return Err(Error::Locked(format!(
+                            "another run holds the warehouse lock: {h}. \
+                             Wait for it with --wait, or see it with `stmon runs`"
+                        )))
+                    }
+                },
+            }
+        }
+        let heartbeat = {
+            let store = store.clone();
+            let path = path.clone();
+            let mut h = holder.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    h.heartbeat_at = Utc::now();
+                    let body = serde_json::to_vec_pretty(&h).expect("serialisable");
+                    if let Err(e) = store.put(&path, PutPayload::from(body)).await {
+                        tracing::warn!("run lock heartbeat failed: {e}");
+                    }
+                }
+            })
+        };
+        Ok(RunLock {
+            store,
+            path,
+            holder,
+            heartbeat,
+        })
+    }
+}
+
+impl RunLock {
+    pub fn holder(&self) -> &Holder {
+        &self.holder
+    }
+
+    /// Releases the lock if it is still this run's.
+    pub async fn release(self) -> Result<()> {
+        self.heartbeat.abort();
+        match read_holder(self.store.as_ref(), &self.path).await? {
+            Some(h) if h.run_id == self.holder.run_id => {
+                self.store
+                    .delete(&self.path)
+                    .await
+                    .map_err(|e| Error::Other(format!("releasing the run lock: {e}")))?;
+            }
+            _ => tracing::warn!("the run lock was taken over by another run"),
+        }
+        Ok(())
+    }
+}
+
+fn lock_path() -> StorePath {
+    StorePath::from("_stmon/run.lock")
+}
+
+async fn read_holder(store: &dyn ObjectStore, path: &StorePath) -> Result<Option<Holder>> {
+    match store.get(path).await {
+        Ok(r) => {
+            let bytes = r
+                .bytes()
+                .await
+                .map_err(|e| Error::Other(format!("reading the run lock: {e}")))?;
+            // A lock being written (or garbage) counts as held by nobody known:
+            // treat as stale only through its age, which we cannot read; so
+            // report it as an anonymous holder that has just started.
+            Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                Holder {
+                    run_id: "(unreadable lock)".into(),
+                    pipeline: String::new(),
+                    host: String::new(),
+                    pid: 0,
+                    started_at: Utc::now(),
+                    heartbeat_at: Utc::now(),
+                }
+            })))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::Other(format!("reading the run lock: {e}"))),
+    }
+}
