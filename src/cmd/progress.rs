@@ -69,19 +69,8 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn parse_month(s: &str, year: i32) -> anyhow::Result<u32> {
-    let (y, m) = s
-        .split_once('-')
-        .with_context(|| format!("--as-of {s}: expected YYYY-MM"))?;
-    let (y, m): (i32, u32) = (
-        y.parse()
-            .with_context(|| format!("--as-of {s}: bad year"))?,
-        m.parse()
-            .with_context(|| format!("--as-of {s}: bad month"))?,
-    );
-    if y != year || !(1..=12).contains(&m) {
-        anyhow::bail!("--as-of {s}: must be a month of {year}");
-    }
-    Ok(m)
+    stmon_models::pipeline::parse_month(s, year)
+        .with_context(|| format!("--as-of {s}: expected a month YYYY-MM of {year}"))
 }
 
 pub async fn latest_month(

@@ -216,11 +216,19 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         })
         .to_string(),
     );
-    runs::append(&wh, &[first]).await?;
+    runs::append(&wh, std::slice::from_ref(&first)).await?;
 
     let mut worst = Outcome::Ok;
     let mut stop_reason: Option<String> = None;
-    let mut step_rows: Vec<RunRow> = Vec::new();
+    // This run's rows, in commit order: an earlier attempt's (when resumed),
+    // then this attempt's, as appended to audit/runs.
+    let mut this_run: Vec<RunRow> = c
+        .history
+        .iter()
+        .filter(|r| r.run_id == run_id)
+        .cloned()
+        .collect();
+    this_run.push(first);
     for step in &pipeline.steps {
         if done_steps.contains(step) {
             c.say(&format!("· {step}: done in the interrupted run, skipped"));
@@ -232,7 +240,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             r.detail = Some(why.clone());
             c.say(&format!("· {step}: skipped ({why})"));
             runs::append(&wh, std::slice::from_ref(&r)).await?;
-            step_rows.push(r);
+            this_run.push(r);
             continue;
         }
         if terminal {
@@ -258,7 +266,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         r.detail = Some(summary.clone());
         rows.push(r.clone());
         runs::append(&wh, &rows).await?;
-        step_rows.extend(rows);
+        this_run.extend(rows);
         c.say(&format!(
             "{} {step}: {} in {:.1}s — {summary}",
             match outcome {
@@ -292,13 +300,10 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     );
     runs::append(&wh, std::slice::from_ref(&last)).await?;
 
+    this_run.push(last);
+
     // run_results.json, like dbt's.
-    let all_rows: Vec<RunRow> = runs::read(&wh)
-        .await?
-        .into_iter()
-        .filter(|r| r.run_id == run_id)
-        .collect();
-    let summary = runs::summarise(&all_rows);
+    let summary = runs::summarise(&this_run);
     let results = run_results(
         &pipeline,
         summary.first(),

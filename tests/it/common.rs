@@ -18,6 +18,20 @@ pub fn catalog() -> Arc<stmon_schema::Catalog> {
     Arc::new(stmon_schema::Catalog::load(repo().join("schemas")).expect("schemas load"))
 }
 
+/// Copies a folder tree (a warehouse, an inbox).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 pub fn warehouse(dir: &Path) -> Warehouse {
     Warehouse::open(dir.to_str().expect("utf8 path"), catalog()).expect("warehouse opens")
 }

@@ -11,19 +11,6 @@ use stmon_core::credit_code;
 
 use crate::common::*;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 /// Writes `files` CSV files of `rows` enterprise_rd rows each; every 500th row is invalid.
 fn medium_data(dir: &Path, files: usize, rows: usize) {
     std::fs::create_dir_all(dir).unwrap();

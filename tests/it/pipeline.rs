@@ -165,19 +165,6 @@ async fn state(dir: &Path) -> BTreeMap<String, Vec<String>> {
     state_of(&warehouse(dir)).await
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 async fn value(dir: &Path, sql: &str) -> String {
     let wh = warehouse(dir);
     let project = stmon_models::Project::load(&repo().join("sql")).unwrap();

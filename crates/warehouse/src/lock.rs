@@ -224,9 +224,9 @@ async fn read_holder(store: &dyn ObjectStore, path: &StorePath) -> Result<Option
                 .bytes()
                 .await
                 .map_err(|e| Error::Other(format!("reading the run lock: {e}")))?;
-            // A lock being written (or garbage) counts as held by nobody known:
-            // treat as stale only through its age, which we cannot read; so
-            // report it as an anonymous holder that has just started.
+            // A lock stmon cannot parse was not written by stmon (its writes
+            // are atomic): report an unknown holder that is never stale, so
+            // that a person looks at it rather than a run deleting it.
             Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
                 Holder {
                     run_id: "(unreadable lock)".into(),
