@@ -97,4 +97,6 @@ printf 'full run (empty warehouse):   %8.1f s  peak RSS %6d MB\n' "$full" "$full
 printf 'no-op run (nothing new):      %8.1f s  peak RSS %6d MB  %6.3f× full\n' "$noop" "$noop_rss" "$(echo "$noop / $full" | bc -l)"
 printf '1%% night (%s new rows):  %8.1f s  peak RSS %6d MB  %6.3f× full\n' "$ROWS" "$night" "$night_rss" "$(echo "$night / $full" | bc -l)"
 for r in full noop night; do grep -h "^✓\|^!\|^✗" "$WORK/$r.out" | sed "s/^/  $r: /"; done
+# The night's model builds, with the partitions an incremental model rebuilt.
+grep -h "^  built" "$WORK/night.out" | sed "s/^/  night:/"
 rm -rf "$WORK"

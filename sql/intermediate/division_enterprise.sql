@@ -4,20 +4,18 @@
 -- "aisi" = above-scale industrial (industry sections B, C, D).
 with county as (
     select
-        e.year, e.as_of_month, e.county_code,
-        sum(e.rd_expenditure) as rd_expenditure,
-        sum(e.basic_research) as basic_research,
-        sum(case when e.above_scale and e.industrial then e.rd_expenditure end) as aisi_rd_expenditure,
-        sum(case when e.above_scale and e.industrial then e.revenue end) as aisi_revenue,
-        sum(case when e.above_scale and e.industrial then e.value_added end) as aisi_value_added,
-        sum(case when e.above_scale and e.industrial and e.high_tech_industry then e.value_added else 0 end) as aisi_high_tech_value_added,
-        sum(case when e.above_scale and e.industrial then 1 else 0 end) as aisi_firms,
-        sum(case when e.above_scale and e.industrial and c.credit_code is not null then 1 else 0 end) as aisi_certified_firms,
-        count(*) as firms
-    from intermediate.enterprise_asof e
-    left join intermediate.high_tech_certified c
-      on c.year = e.year and c.as_of_month = e.as_of_month and c.credit_code = e.credit_code
-    group by e.year, e.as_of_month, e.county_code
+        year, as_of_month, county_code,
+        sum(rd_expenditure) as rd_expenditure,
+        sum(basic_research) as basic_research,
+        sum(aisi_rd_expenditure) as aisi_rd_expenditure,
+        sum(aisi_revenue) as aisi_revenue,
+        sum(aisi_value_added) as aisi_value_added,
+        sum(aisi_high_tech_value_added) as aisi_high_tech_value_added,
+        sum(aisi_firms) as aisi_firms,
+        sum(aisi_certified_firms) as aisi_certified_firms,
+        sum(firms) as firms
+    from intermediate.county_enterprise
+    group by year, as_of_month, county_code
 )
 select
     c.year, c.as_of_month, a.division_code,

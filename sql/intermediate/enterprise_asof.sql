@@ -3,10 +3,15 @@
 -- that month (a firm that stopped in September counts with September's at
 -- year end), and its attributes (county, above-scale, industry, high-tech
 -- industry) are the firm's for that as-of month.
+-- Partitioned by credit_division like staging.enterprise_rd, and built
+-- incrementally with it (enterprise_asof.yml). The as-of months are 1..12 of
+-- each year the firm reports in (the same as intermediate.periods for those
+-- years, which this model does not read, so that a new year of another form
+-- does not make it rebuild whole).
 with latest as (
     select e.credit_code, e.year, p.as_of_month, max(e.month) as month
     from staging.enterprise_rd e
-    join intermediate.periods p on p.year = e.year and e.month <= p.as_of_month
+    join (select cast(unnest(range(1, 13)) as int) as as_of_month) p on e.month <= p.as_of_month
     group by e.credit_code, e.year, p.as_of_month
 )
 select
@@ -14,6 +19,7 @@ select
     l.as_of_month,
     e.month as report_month,
     e.credit_code,
+    e.credit_division,
     e.county_code,
     e.industrial,
     e.above_scale,

@@ -111,10 +111,11 @@ pub async fn run_models(
                         format!(", tests {passed}/{}", o.tests.len())
                     };
                     format!(
-                        "ok      {:<36} {:>10} rows  {:>6.1}s{tests}",
+                        "ok      {:<36} {:>10} rows  {:>6.1}s{tests}{}",
                         o.id.to_string(),
                         o.rows,
-                        o.elapsed.as_secs_f64()
+                        o.elapsed.as_secs_f64(),
+                        crate::cmd::run::partitions_note(o.partitions)
                     )
                 }
                 Status::UpToDate => format!("up to date {}", o.id),

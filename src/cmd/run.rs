@@ -595,10 +595,11 @@ async fn step_models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
             if matches!(o.status, Status::Ok) {
                 bar.suspend(|| {
                     println!(
-                        "  built   {:<36} {:>10} rows {:>7.1}s",
+                        "  built   {:<36} {:>10} rows {:>7.1}s{}",
                         o.id.to_string(),
                         o.rows,
-                        o.elapsed.as_secs_f64()
+                        o.elapsed.as_secs_f64(),
+                        partitions_note(o.partitions)
                     )
                 });
             } else if let Status::Failed(m) | Status::Skipped(m) = &o.status {
@@ -614,7 +615,11 @@ async fn step_models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
         let (status, detail) = match &o.status {
             Status::Ok => {
                 built += 1;
-                ("built", None)
+                (
+                    "built",
+                    o.partitions
+                        .map(|n| partitions_note(Some(n)).trim().to_string()),
+                )
             }
             Status::UpToDate => {
                 fresh += 1;
@@ -959,4 +964,14 @@ fn run_results(
         "warehouse_versions": {"before": before, "after": after},
         "steps": steps,
     })
+}
+
+/// How an incremental model was built, for a person: "" when whole.
+pub fn partitions_note(partitions: Option<usize>) -> String {
+    match partitions {
+        None => String::new(),
+        Some(0) => "  (incremental: no partition changed)".into(),
+        Some(1) => "  (incremental: 1 partition rebuilt)".into(),
+        Some(n) => format!("  (incremental: {n} partitions rebuilt)"),
+    }
 }

@@ -282,6 +282,160 @@ async fn a_second_run_changes_nothing_and_a_correction_rebuilds_only_what_reads_
     );
 }
 
+/// `item → message` of a step in run_results.json.
+fn step_messages(r: &serde_json::Value, step: &str) -> BTreeMap<String, String> {
+    r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == step)
+        .flat_map(|s| s["results"].as_array().unwrap().iter())
+        .map(|i| {
+            (
+                i["item"].as_str().unwrap().to_string(),
+                i["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The data files a Delta table reads now, per partition directory.
+async fn files_by_partition(dir: &Path, layer: &str, name: &str) -> BTreeMap<String, Vec<String>> {
+    let table = warehouse(dir)
+        .table(&stmon_warehouse::TableId::new(layer, name))
+        .await
+        .unwrap();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for uri in table.get_file_uris().unwrap() {
+        let part = uri
+            .split('/')
+            .find(|p| p.starts_with("credit_division="))
+            .unwrap_or("")
+            .to_string();
+        out.entry(part).or_default().push(uri);
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+const PARTITIONED: [(&str, &str); 3] = [
+    ("staging", "enterprise_rd"),
+    ("intermediate", "enterprise_asof"),
+    ("intermediate", "county_enterprise"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_night_rebuilds_only_the_partitions_its_new_rows_fall_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = setup(tmp.path(), "ingest, models", "");
+    let wh = s.dir.join("wh");
+    let first = run(&s, &wh, &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    // The fixture's firms are registered in two divisions (credit codes
+    // 91330602… and 91330603…): two partitions per table.
+    let before: Vec<_> = {
+        let mut v = Vec::new();
+        for (l, n) in PARTITIONED {
+            let f = files_by_partition(&wh, l, n).await;
+            assert_eq!(
+                f.keys().cloned().collect::<Vec<_>>(),
+                ["credit_division=330602", "credit_division=330603"],
+                "{l}.{n}"
+            );
+            v.push(f);
+        }
+        v
+    };
+
+    // The correction is of a firm registered in 330602: that partition is
+    // rebuilt in each of the three tables, 330603's files are not touched.
+    add_correction(&s);
+    let night = run(&s, &wh, &[]);
+    assert!(night.status.success(), "{}", text(&night));
+    assert_eq!(value(&wh, RD_JUNE_YUECHENG).await, "0.005"); // (21 + 4) / 5000
+    let r = results(&s);
+    let messages = step_messages(&r, "models");
+    for ((l, n), was) in PARTITIONED.iter().zip(&before) {
+        let id = format!("{l}.{n}");
+        assert_eq!(step_items(&r, "models")[&id], "built", "{id}");
+        assert_eq!(messages[&id], "(incremental: 1 partition rebuilt)", "{id}");
+        let now = files_by_partition(&wh, l, n).await;
+        assert_eq!(
+            now["credit_division=330603"], was["credit_division=330603"],
+            "{id}"
+        );
+        assert_ne!(
+            now["credit_division=330602"], was["credit_division=330602"],
+            "{id}"
+        );
+    }
+    assert!(text(&night).contains("(incremental: 1 partition rebuilt)"));
+
+    // The partial builds equal whole ones: a copy rebuilt with
+    // --full-refresh holds the same rows in every table.
+    let full = s.dir.join("wh-full");
+    copy_dir(&wh, &full);
+    let refresh = run(&s, &full, &["--full-refresh"]);
+    assert!(refresh.status.success(), "{}", text(&refresh));
+    assert!(step_messages(&results(&s), "models")
+        .values()
+        .all(|m| m.is_empty()));
+    assert_eq!(state(&wh).await, state(&full).await);
+
+    // A new contract file changes intermediate.periods' fingerprint (not its
+    // rows) and so high_tech_certified's: county_enterprise, which reads it
+    // whole, is out of date but no partition of it changed; the enterprise
+    // tables before it are up to date.
+    std::fs::write(
+        s.inbox.join("tech_contract_more.csv"),
+        "contract_id,registered_on,county_code,seller_credit_code,contract_type,amount,submitted_at\n\
+         T4,2023-12-01,330603,91330603MA2HND10CW,development,10,2023-12-05 09:00\n",
+    )
+    .unwrap();
+    let contracts = run(&s, &wh, &[]);
+    assert!(contracts.status.success(), "{}", text(&contracts));
+    let r = results(&s);
+    let items = step_items(&r, "models");
+    assert_eq!(items["staging.enterprise_rd"], "up_to_date");
+    assert_eq!(items["intermediate.enterprise_asof"], "up_to_date");
+    assert_eq!(items["intermediate.high_tech_certified"], "built");
+    assert_eq!(
+        step_messages(&r, "models")["intermediate.county_enterprise"],
+        "(incremental: no partition changed)"
+    );
+
+    // A new certificate changes high_tech_certified's rows, which
+    // county_enterprise reads whole: it is rebuilt whole.
+    std::fs::write(
+        s.inbox.join("recognition_more.csv"),
+        "credit_code,name,county_code,kind,recognized_on,status,submitted_at\n\
+         91330603MA2HND10E3,戊,330603,national_high_tech_enterprise,2023-10-01,new,2023-10-05 09:00\n",
+    )
+    .unwrap();
+    let certs = run(&s, &wh, &[]);
+    assert!(certs.status.success(), "{}", text(&certs));
+    let r = results(&s);
+    assert_eq!(
+        step_items(&r, "models")["intermediate.enterprise_asof"],
+        "up_to_date"
+    );
+    assert_eq!(
+        step_items(&r, "models")["intermediate.county_enterprise"],
+        "built"
+    );
+    assert_eq!(
+        step_messages(&r, "models")["intermediate.county_enterprise"],
+        ""
+    );
+    let full2 = s.dir.join("wh-full2");
+    copy_dir(&wh, &full2);
+    let refresh = run(&s, &full2, &["--full-refresh"]);
+    assert!(refresh.status.success(), "{}", text(&refresh));
+    assert_eq!(state(&wh).await, state(&full2).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_waits_for_the_lock_or_says_who_holds_it() {
     let tmp = tempfile::tempdir().unwrap();

@@ -41,6 +41,35 @@ pub struct ModelSpec {
     pub columns: Vec<ColumnSpec>,
     #[serde(default)]
     pub tests: Vec<SqlAssertion>,
+    /// Build by partition (see [`Incremental`]); absent: rebuilt whole.
+    #[serde(default)]
+    pub incremental: Option<Incremental>,
+}
+
+/// An incrementally built model (`incremental:` in its YAML):
+///
+/// ```yaml
+/// incremental:
+///   partition_by: credit_division       # a column of this model
+///   sources:                            # per form it reads: the partition of a raw row
+///     current.enterprise_rd: substr(credit_code, 3, 6)
+/// ```
+///
+/// The table is a Delta table partitioned by `partition_by`. The model
+/// promises that its rows of one partition are computed from the rows of the
+/// same partition of its *partitioned inputs* — the sources listed here and
+/// the models it reads that are incremental with the same `partition_by` —
+/// and from the whole of its other inputs. A run that finds only new files of
+/// those forms (nothing else changed) rebuilds just the partitions the new
+/// rows fall in, in one Delta commit (`replaceWhere`); any other change
+/// rebuilds the whole table. A source's expression must depend only on the
+/// form's key, so that every version of a row falls in one partition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incremental {
+    pub partition_by: String,
+    #[serde(default)]
+    pub sources: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -27,6 +27,7 @@ pub mod assessment;
 pub mod checks;
 pub mod explain;
 pub mod freshness;
+pub mod incremental;
 pub mod pipeline;
 pub mod progress;
 pub mod reference;
@@ -200,10 +201,14 @@ impl Project {
             m.sources = sources;
         }
         let models = order(found)?;
-        Ok(Project {
+        let project = Project {
             dir: dir.to_path_buf(),
             models,
-        })
+        };
+        for m in &project.models {
+            incremental::check(&project, m)?;
+        }
+        Ok(project)
     }
 
     pub fn get(&self, id: &str) -> Option<&Model> {

@@ -116,6 +116,9 @@ pub struct ModelOutcome {
     pub tests: Vec<TestOutcome>,
     /// What the table is built from (see [`crate::state`]).
     pub fingerprint: String,
+    /// An incremental model built partially: how many partitions were
+    /// rebuilt (0: none changed; only the record was rewritten).
+    pub partitions: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -163,7 +166,7 @@ pub async fn run(
     let selected = project.select(&opts.select)?;
     let ctx = session(wh, project).await?;
     let sources = crate::state::source_fingerprints(wh, &ctx).await?;
-    let fingerprints = crate::state::model_fingerprints(project, &sources);
+    let fingerprints = crate::state::model_fingerprints(project, &sources.fingerprints);
     on(Event::Start {
         total: selected.len(),
     });
@@ -184,6 +187,7 @@ pub async fn run(
             elapsed: Duration::ZERO,
             tests: Vec::new(),
             fingerprint: fingerprints.get(&m.id).cloned().unwrap_or_default(),
+            partitions: None,
         };
         let table_id = TableId::new(&m.id.layer, &m.id.name);
         if stop {
@@ -202,9 +206,17 @@ pub async fn run(
                     run_tests(&ctx, &checks::compile(&m.id, &m.spec), opts.fail_fast).await;
             }
         } else {
-            match materialise(wh, &ctx, m, &outcome.fingerprint).await {
-                Ok(rows) => {
+            let build = Build {
+                wh,
+                ctx: &ctx,
+                project,
+                sources: &sources,
+                partial: opts.incremental,
+            };
+            match build.materialise(m, &outcome.fingerprint).await {
+                Ok((rows, partitions)) => {
                     outcome.rows = rows;
+                    outcome.partitions = partitions;
                     if !opts.no_tests {
                         outcome.tests =
                             run_tests(&ctx, &checks::compile(&m.id, &m.spec), opts.fail_fast).await;
@@ -226,49 +238,151 @@ pub async fn run(
     Ok(report)
 }
 
-/// Plans and writes one model; an error is a message naming file and line.
-async fn materialise(
-    wh: &Warehouse,
-    ctx: &SessionContext,
-    m: &Model,
-    fingerprint: &str,
-) -> Result<u64, String> {
-    let file = m.path.display().to_string();
-    let fail = |e: String| format!("{file}{}: {e}", locate(&m.sql, &e));
-    let df = ctx.sql(&m.sql).await.map_err(|e| fail(e.to_string()))?;
-    let plan = df.logical_plan().clone();
-    let table = wh
-        .table(&TableId::new(&m.id.layer, &m.id.name))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    table
-        .write(Vec::<RecordBatch>::new())
-        .with_input_plan(plan)
-        .with_session_state(Arc::new(ctx.state()))
-        .with_save_mode(SaveMode::Overwrite)
-        .with_schema_mode(SchemaMode::Overwrite)
-        .with_commit_properties(crate::state::commit_properties(fingerprint))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    stmon_warehouse::checkpoint::checkpoint(&format!("model {}", m.id));
-    register_model(wh, ctx, &m.id)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let n = ctx
-        .sql(&format!("select count(*) from {}", m.id))
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .collect()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(n.first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .map(|a| a.value(0) as u64)
-        })
-        .unwrap_or(0))
+/// What building a model needs.
+struct Build<'a> {
+    wh: &'a Warehouse,
+    ctx: &'a SessionContext,
+    project: &'a Project,
+    sources: &'a crate::state::Sources,
+    /// Incremental models may rebuild only changed partitions.
+    partial: bool,
+}
+
+impl Build<'_> {
+    /// Plans and writes one model: the rows and, for a partial build of an
+    /// incremental model, the number of partitions rebuilt. An error is a
+    /// message naming file and line.
+    async fn materialise(
+        &self,
+        m: &Model,
+        fingerprint: &str,
+    ) -> Result<(u64, Option<usize>), String> {
+        let file = m.path.display().to_string();
+        let fail = |e: String| format!("{file}{}: {e}", locate(&m.sql, &e));
+        let (wh, ctx) = (self.wh, self.ctx);
+        let inputs = crate::incremental::inputs(self.project, m);
+        let table = wh
+            .table(&TableId::new(&m.id.layer, &m.id.name))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut props = crate::state::commit_properties(fingerprint);
+        let mut plan = crate::incremental::Plan::Whole;
+        if let Some(inputs) = &inputs {
+            let record = async {
+                let logic =
+                    crate::incremental::logic(wh, ctx, m, inputs, &self.sources.fingerprints)
+                        .await?;
+                let files = crate::incremental::files_now(wh, inputs, &self.sources.files).await?;
+                if self.partial && table.version().is_some() {
+                    let stored = crate::incremental::stored(wh, &m.id).await?;
+                    let (p, why) =
+                        crate::incremental::plan(ctx, inputs, &stored, &logic, &files).await?;
+                    if matches!(p, crate::incremental::Plan::Whole) {
+                        tracing::info!(model = %m.id, why, "incremental model rebuilt whole");
+                    }
+                    plan = p;
+                }
+                Ok::<_, crate::Error>(crate::state::commit_properties_with(
+                    fingerprint,
+                    [
+                        (crate::incremental::LOGIC_KEY.to_string(), logic.into()),
+                        (
+                            crate::incremental::PARTITION_KEY.to_string(),
+                            inputs.partition_by.clone().into(),
+                        ),
+                        (
+                            crate::incremental::FILES_KEY.to_string(),
+                            serde_json::to_value(&files).unwrap_or_default(),
+                        ),
+                    ],
+                ))
+            };
+            props = record.await.map_err(|e| fail(e.to_string()))?;
+        }
+        let partition_columns: Vec<String> =
+            inputs.iter().map(|i| i.partition_by.clone()).collect();
+        let partial = match &plan {
+            crate::incremental::Plan::Whole => {
+                let df = ctx.sql(&m.sql).await.map_err(|e| fail(e.to_string()))?;
+                table
+                    .write(Vec::<RecordBatch>::new())
+                    .with_input_plan(df.logical_plan().clone())
+                    .with_session_state(Arc::new(ctx.state()))
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_schema_mode(SchemaMode::Overwrite)
+                    .with_partition_columns(partition_columns)
+                    .with_commit_properties(props)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                None
+            }
+            crate::incremental::Plan::Partitions(parts) if parts.is_empty() => {
+                // The data is right already: a commit of no rows that
+                // records the new fingerprint.
+                let df = ctx
+                    .sql(&format!("select * from {} where false", m.id))
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                table
+                    .write(Vec::<RecordBatch>::new())
+                    .with_input_plan(df.logical_plan().clone())
+                    .with_session_state(Arc::new(ctx.state()))
+                    .with_save_mode(SaveMode::Append)
+                    .with_commit_properties(props)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                Some(0)
+            }
+            crate::incremental::Plan::Partitions(parts) => {
+                let inputs = inputs.as_ref().expect("incremental");
+                let sub = session(wh, self.project)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                crate::incremental::restrict(wh, &sub, inputs, parts)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                let df = sub.sql(&m.sql).await.map_err(|e| fail(e.to_string()))?;
+                let values: Vec<datafusion::prelude::Expr> = parts
+                    .iter()
+                    .map(|p| datafusion::prelude::lit(p.as_str()))
+                    .collect();
+                let predicate =
+                    datafusion::prelude::col(inputs.partition_by.as_str()).in_list(values, false);
+                table
+                    .write(Vec::<RecordBatch>::new())
+                    .with_input_plan(df.logical_plan().clone())
+                    .with_session_state(Arc::new(sub.state()))
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(predicate)
+                    .with_partition_columns(partition_columns)
+                    .with_commit_properties(props)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                Some(parts.len())
+            }
+        };
+        stmon_warehouse::checkpoint::checkpoint(&format!("model {}", m.id));
+        register_model(wh, ctx, &m.id)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let n = ctx
+            .sql(&format!("select count(*) from {}", m.id))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .collect()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let rows = n
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .map(|a| a.value(0) as u64)
+            })
+            .unwrap_or(0);
+        Ok((rows, partial))
+    }
 }
 
 /// `:line` of the SQL a DataFusion message points at, where it can be told:

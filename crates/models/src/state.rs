@@ -25,7 +25,7 @@ use crate::{text_column, ModelId, Project, Result};
 pub const KEY: &str = "stmon.fingerprint";
 
 /// Bump when the way tables are written changes, to rebuild everything once.
-const FORMAT: &str = "stmon-model-v1";
+const FORMAT: &str = "stmon-model-v2";
 
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
@@ -40,12 +40,18 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Fingerprints of the sources models read (`current.<form>`, `raw.<form>`,
-/// `audit.<table>`, `ref.<table>`), from the committed batches.
-pub async fn source_fingerprints(
-    wh: &Warehouse,
-    ctx: &SessionContext,
-) -> Result<BTreeMap<String, String>> {
+/// What the sources hold, from the committed batches.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Fingerprints of the sources models read (`current.<form>`,
+    /// `raw.<form>`, `audit.<table>`, `ref.<table>`).
+    pub fingerprints: BTreeMap<String, String>,
+    /// Per form, the sha256 of every file a committed batch loaded, sorted.
+    pub files: BTreeMap<String, Vec<String>>,
+}
+
+/// The sources' fingerprints and loaded files.
+pub async fn source_fingerprints(wh: &Warehouse, ctx: &SessionContext) -> Result<Sources> {
     let mut per_form: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut batches: Vec<String> = Vec::new();
     if ctx.table_exist("audit.batches")? {
@@ -81,12 +87,14 @@ pub async fn source_fingerprints(
         }
     }
     let mut out = BTreeMap::new();
+    let mut files = BTreeMap::new();
     for form in wh.catalog.forms.keys() {
         let mut shas = per_form.remove(form).unwrap_or_default();
         shas.sort();
         let fp = sha256_hex(&[form.as_bytes(), shas.join(",").as_bytes()]);
         out.insert(format!("current.{form}"), fp.clone());
         out.insert(format!("raw.{form}"), fp);
+        files.insert(form.clone(), shas);
     }
     let all = sha256_hex(&[batches.join("\n").as_bytes()]);
     for t in ["batches", "quarantine", "warnings"] {
@@ -110,7 +118,10 @@ pub async fn source_fingerprints(
     let d = sha256_hex(&[divisions.join("\n").as_bytes()]);
     out.insert("ref.divisions".into(), d.clone());
     out.insert("ref.division_ancestors".into(), d);
-    Ok(out)
+    Ok(Sources {
+        fingerprints: out,
+        files,
+    })
 }
 
 /// Every model's fingerprint, given the sources' (see the module docs).
@@ -159,8 +170,18 @@ pub async fn stored_fingerprint(wh: &Warehouse, id: &TableId) -> Result<Option<S
 
 /// Commit properties that record a fingerprint.
 pub fn commit_properties(fingerprint: &str) -> deltalake::kernel::transaction::CommitProperties {
-    deltalake::kernel::transaction::CommitProperties::default().with_metadata([(
+    commit_properties_with(fingerprint, [])
+}
+
+/// Commit properties that record a fingerprint and more metadata.
+pub fn commit_properties_with(
+    fingerprint: &str,
+    more: impl IntoIterator<Item = (String, serde_json::Value)>,
+) -> deltalake::kernel::transaction::CommitProperties {
+    let mut all = vec![(
         KEY.to_string(),
         serde_json::Value::String(fingerprint.to_string()),
-    )])
+    )];
+    all.extend(more);
+    deltalake::kernel::transaction::CommitProperties::default().with_metadata(all)
 }

@@ -20,9 +20,15 @@ pub const NAME: &str = "unit_bucket";
 
 /// The bucket of one text: FNV-1a (fixed, so the same on every run and machine).
 pub fn bucket_of(s: &str, n: u64) -> u64 {
+    hash64(s.as_bytes()) % n.max(1)
+}
+
+/// A fixed 64-bit hash of bytes (FNV-1a with a final avalanche): the same on
+/// every run and machine, unlike std's hashers.
+pub fn hash64(bytes: &[u8]) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    h.write(s.as_bytes());
-    h.finish() % n.max(1)
+    h.write(bytes);
+    h.finish()
 }
 
 struct Fnv(u64);

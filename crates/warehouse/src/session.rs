@@ -68,6 +68,31 @@ pub fn current_view_sql(form: &Form, raw: &str) -> String {
     )
 }
 
+/// `raw.<form>` (committed rows; those passing `filter` when given) and
+/// `current.<form>` over it.
+async fn register_form_views(
+    ctx: &SessionContext,
+    form: &Form,
+    filter: Option<&str>,
+) -> Result<()> {
+    let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
+    for sql in [
+        format!(
+            "create or replace view raw.{0} as select r.* from delta.raw_{0} r \
+             join {LOADED_FILES} f on r._batch_id = f.batch_id and r._source_sha256 = f.sha256{filter}",
+            form.name
+        ),
+        format!(
+            "create or replace view current.{0} as {1}",
+            form.name,
+            current_view_sql(form, &format!("raw.{}", form.name))
+        ),
+    ] {
+        ctx.sql(&sql).await?;
+    }
+    Ok(())
+}
+
 /// Creates the warehouse's schemas (`delta`, `raw`, `current`, `audit`) in a session.
 fn ensure_schemas(ctx: &SessionContext) -> Result<()> {
     let catalog = ctx
@@ -115,20 +140,28 @@ impl Warehouse {
             .await?;
         }
         for form in self.catalog.forms.values() {
-            q(format!(
-                "create or replace view raw.{0} as select r.* from delta.raw_{0} r \
-                 join {LOADED_FILES} f on r._batch_id = f.batch_id and r._source_sha256 = f.sha256",
-                form.name
-            ))
-            .await?;
-            q(format!(
-                "create or replace view current.{0} as {1}",
-                form.name,
-                current_view_sql(form, &format!("raw.{}", form.name))
-            ))
-            .await?;
+            register_form_views(ctx, form, None).await?;
         }
         Ok(())
+    }
+
+    /// Re-creates `raw.<form>` and `current.<form>` in a session over only the
+    /// raw rows for which `filter` (SQL over the form's columns) holds: an
+    /// incremental model build reads the partitions it rebuilds and no others.
+    /// The filter must be a function of the form's key, so that every version
+    /// of a row passes it or none does and `current` stays correct.
+    pub async fn restrict_form(
+        &self,
+        ctx: &SessionContext,
+        form: &str,
+        filter: &str,
+    ) -> Result<()> {
+        let form = self
+            .catalog
+            .forms
+            .get(form)
+            .ok_or_else(|| Error::Other(format!("unknown form {form}")))?;
+        register_form_views(ctx, form, Some(filter)).await
     }
 
     pub(crate) async fn register_physical(&self, ctx: &SessionContext, id: &TableId) -> Result<()> {
