@@ -8,6 +8,7 @@ mod models;
 mod progress;
 mod run;
 mod runs;
+mod serve;
 mod sql;
 
 use std::path::PathBuf;
@@ -68,6 +69,7 @@ pub enum Command {
     Models(models::ModelsCommand),
     Progress(progress::Args),
     Sql(sql::Args),
+    Serve(serve::Args),
     Assess(assess::Args),
     Explain(explain::Args),
     /// Deterministic test data in the contract's format.
@@ -124,6 +126,19 @@ pub fn load_project(cli: &Cli) -> anyhow::Result<stmon_models::Project> {
     Ok(stmon_models::Project::load(&dir)?)
 }
 
+/// Tokio worker threads, when a command needs other than one per core.
+///
+/// `stmon serve` runs every session's queries on the same runtime, and a
+/// DataFusion operator that produces many batches from few inputs (a cross
+/// join) can keep a worker busy for long stretches: with one worker per
+/// core, one runaway query would hold every worker and the other sessions
+/// would wait for it. More workers than cores let the operating system share
+/// the cores between sessions instead.
+pub fn worker_threads(cli: &Cli) -> Option<usize> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    matches!(cli.command, Command::Serve(_)).then_some((cores * 4).max(8))
+}
+
 pub fn console_is_terminal() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal()
@@ -147,6 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(c) => models::run(&cli, c).await,
         Command::Progress(args) => progress::run(&cli, args).await,
         Command::Sql(args) => sql::run(&cli, args).await,
+        Command::Serve(args) => serve::run(&cli, args).await,
         Command::Assess(args) => assess::run(&cli, args).await,
         Command::Explain(args) => explain::run(&cli, args).await,
         Command::Fixtures(c) => fixtures::run(&cli, c),

@@ -11,4 +11,5 @@ mod models;
 mod pipeline;
 mod python;
 mod s3;
+mod serve;
 mod shell;

@@ -1,0 +1,548 @@
+//! `stmon serve` with real clients: psql (Debian `postgresql-client`) and
+//! Python's psycopg, both installed by .ci/run. The warehouse is the
+//! indicator fixture's, whose values are worked out by hand in
+//! `fixtures/indicators/README.md`: rd_intensity of 越城 (330602) in June
+//! 2023 is (20 + 4) / 5000 = 0.0048, and (21 + 4) / 5000 = 0.005 after the
+//! correction file.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const PASSWORD: &str = "ana-lyst 2023";
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stmon(wh: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stmon"));
+    c.current_dir(repo()).env("STMON_WAREHOUSE", wh);
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A warehouse built by `stmon run` over the indicator fixture; the pipeline file.
+fn build(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for e in std::fs::read_dir(repo().join("fixtures/indicators/base")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), inbox.join(e.file_name())).unwrap();
+    }
+    let pipeline = dir.join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name: serve-test\nyear: 2023\ninbox: {}\nsteps: [ingest, models]\nreports: {}\n",
+            inbox.display(),
+            dir.join("reports").display()
+        ),
+    )
+    .unwrap();
+    let wh = dir.join("wh");
+    let out = stmon(&wh)
+        .args(["run", pipeline.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    (wh, pipeline, inbox)
+}
+
+fn last_run_id(dir: &Path) -> String {
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("reports/run_results.json")).unwrap(),
+    )
+    .unwrap();
+    r["metadata"]["run_id"].as_str().unwrap().to_string()
+}
+
+/// `stmon serve --hash-password`, fed on standard input.
+fn hash(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stmon"))
+        .args(["serve", "--hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Starts `stmon serve --port 0` with a config and waits for its address.
+fn serve(dir: &Path, wh: &Path, limits: &str) -> Server {
+    serve_with(dir, wh, limits, "")
+}
+
+fn serve_with(dir: &Path, wh: &Path, limits: &str, more: &str) -> Server {
+    let config = dir.join("serve.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "refresh_secs: 1\nusers:\n  - name: analyst\n    password_hash: \"{}\"\nlimits: {limits}\n{more}",
+            hash(PASSWORD)
+        ),
+    )
+    .unwrap();
+    let mut child = stmon(wh)
+        .args(["serve", "--config", config.to_str().unwrap(), "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").unwrap();
+    let port: u16 = first
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    // Keep draining its output.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, port }
+}
+
+fn psql(port: u16, password: &str, args: &[&str]) -> Output {
+    Command::new("psql")
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &format!("host=127.0.0.1 port={port} user=analyst dbname=stmon"),
+        ])
+        .args(args)
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap()
+}
+
+const JUNE: &str = "select cast(round(value, 6) as varchar) from marts.indicators \
+    where year = 2023 and as_of_month = 6 and division_code = '330602' and indicator_id = 'rd_intensity'";
+
+#[test]
+fn psql_lists_describes_queries_and_is_refused_writes_and_wrong_passwords() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wh, _, _) = build(tmp.path());
+    let server = serve(tmp.path(), &wh, "{max_sessions: 4}");
+    let p = server.port;
+
+    let dt = psql(p, PASSWORD, &["-c", r"\dt marts.*"]);
+    let out = text(&dt);
+    assert!(dt.status.success(), "{out}");
+    assert!(
+        out.contains("indicators") && out.contains("unit_indicators"),
+        "{out}"
+    );
+    assert!(!out.contains("enterprise_rd"), "only marts: {out}");
+
+    let d = psql(p, PASSWORD, &["-c", r"\d marts.indicators"]);
+    let out = text(&d);
+    assert!(d.status.success(), "{out}");
+    for col in ["division_code", "indicator_id", "as_of_month", "value"] {
+        assert!(out.contains(col), "{col} in {out}");
+    }
+
+    let v = psql(p, PASSWORD, &["-At", "-c", JUNE]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "0.0048");
+
+    for (sql, kind) in [
+        ("insert into marts.indicators (year) values (1)", "INSERT"),
+        ("delete from marts.indicators", "DELETE"),
+        ("drop table marts.indicators", "DROP TABLE"),
+        ("create table x as select 1", "CREATE TABLE"),
+        ("copy marts.indicators to '/tmp/stolen.csv'", "COPY"),
+    ] {
+        let w = psql(p, PASSWORD, &["-c", sql]);
+        let out = text(&w);
+        assert!(!w.status.success(), "{sql} was accepted: {out}");
+        assert!(
+            out.contains("read-only") && out.contains(kind),
+            "{sql}: {out}"
+        );
+    }
+    assert!(!Path::new("/tmp/stolen.csv").exists());
+    // DataFusion's own CREATE EXTERNAL TABLE, which the PostgreSQL parser
+    // cannot read, gets the same answer.
+    let ext = psql(
+        p,
+        PASSWORD,
+        &[
+            "-c",
+            "create external table x stored as csv location '/etc/passwd'",
+        ],
+    );
+    assert!(!ext.status.success(), "{}", text(&ext));
+    assert!(
+        text(&ext).contains("cannot execute CREATE EXTERNAL in a read-only server"),
+        "{}",
+        text(&ext)
+    );
+    let set = psql(
+        p,
+        PASSWORD,
+        &["-c", "set datafusion.execution.target_partitions = 64"],
+    );
+    assert!(!set.status.success());
+    assert!(text(&set).contains("permission denied to set parameter"));
+    // A client setting is fine, and the data are as before.
+    let ok = psql(
+        p,
+        PASSWORD,
+        &["-At", "-c", "set extra_float_digits = 3", "-c", JUNE],
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+
+    let bad = psql(p, "wrong", &["-c", "select 1"]);
+    let out = text(&bad);
+    assert!(!bad.status.success());
+    assert!(
+        out.to_lowercase()
+            .contains("password authentication failed"),
+        "{out}"
+    );
+    let nobody = Command::new("psql")
+        .args([
+            "-X",
+            &format!("host=127.0.0.1 port={p} user=nobody dbname=stmon"),
+            "-c",
+            "select 1",
+        ])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(text(&nobody)
+        .to_lowercase()
+        .contains("password authentication failed"));
+}
+
+/// The psycopg half: parameterised queries (extended protocol), errors by
+/// SQLSTATE, concurrent sessions, the session limit, a runaway query.
+const PSYCOPG: &str = r#"
+import json, sys, threading, time
+import psycopg
+
+port, password = int(sys.argv[1]), sys.argv[2]
+dsn = f"host=127.0.0.1 port={port} user=analyst dbname=stmon password='{password}'"
+out = {}
+
+with psycopg.connect(dsn, autocommit=True) as c:
+    rows = c.execute("select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()
+    out["marts"] = [r[0] for r in rows]
+    out["june"] = c.execute(
+        "select value from marts.indicators where year = %s and as_of_month = %s and division_code = %s and indicator_id = %s",
+        (2023, 6, "330602", "rd_intensity")).fetchone()[0]
+    try:
+        c.execute("insert into marts.indicators (year) values (%s)", (1,))
+        out["insert"] = "accepted"
+    except psycopg.Error as e:
+        out["insert"] = [e.sqlstate, str(e)]
+
+try:
+    psycopg.connect(dsn.replace(password, "wrong"))
+    out["wrong_password"] = "accepted"
+except psycopg.OperationalError as e:
+    out["wrong_password"] = str(e)
+
+# Three sessions at once, each with its own query.
+results, errors = {}, []
+def one(i):
+    try:
+        with psycopg.connect(dsn) as c:
+            time.sleep(0.5)
+            results[i] = c.execute("select count(*) from marts.indicators where as_of_month = %s", (i,)).fetchone()[0]
+    except Exception as e:
+        errors.append(str(e))
+ts = [threading.Thread(target=one, args=(i,)) for i in (1, 2, 3)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+out["concurrent"] = {str(k): v for k, v in sorted(results.items())}
+out["concurrent_errors"] = errors
+
+# The limit is 3 sessions: a fourth is refused while three are open.
+held = [psycopg.connect(dsn) for _ in range(3)]
+try:
+    psycopg.connect(dsn)
+    out["fourth"] = "accepted"
+except psycopg.OperationalError as e:
+    out["fourth"] = str(e)
+for h in held:
+    h.close()
+time.sleep(0.3)
+
+# A runaway query (a triple cross join) ends at the timeout with 57014; a
+# small query on another session is answered meanwhile.
+runaway = {}
+def run_away():
+    t0 = time.time()
+    try:
+        with psycopg.connect(dsn) as c:
+            c.execute("select sum(a.as_of_month * b.as_of_month * c.as_of_month) from marts.indicators a, marts.indicators b, marts.indicators c")
+            runaway["result"] = "finished"
+    except psycopg.Error as e:
+        runaway["result"] = [e.sqlstate, str(e)]
+    runaway["ended"] = time.time() - t0
+t = threading.Thread(target=run_away)
+start = time.time()
+t.start()
+time.sleep(0.5)
+with psycopg.connect(dsn) as c:
+    c.execute("select count(*) from marts.indicators").fetchone()
+    out["small_answered_after"] = time.time() - start
+t.join()
+out["runaway"] = runaway["result"]
+out["runaway_ended_after"] = runaway["ended"]
+
+# A result larger than the per-query memory limit.
+with psycopg.connect(dsn) as c:
+    try:
+        c.execute("select a.*, b.value as v2 from marts.indicators a, marts.indicators b").fetchall()
+        out["big"] = "returned"
+    except psycopg.Error as e:
+        out["big"] = [e.sqlstate, str(e)]
+    out["after_big"] = c.execute("select 1 + 1").fetchone()[0]
+print(json.dumps(out))
+"#;
+
+fn python(script: &str, args: &[String]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+#[test]
+fn psycopg_queries_with_parameters_in_concurrent_sessions_within_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wh, _, _) = build(tmp.path());
+    let server = serve(
+        tmp.path(),
+        &wh,
+        "{max_sessions: 3, query_timeout_secs: 3, query_memory_mb: 64}",
+    );
+    let r = python(PSYCOPG, &[server.port.to_string(), PASSWORD.to_string()]);
+
+    assert_eq!(
+        r["marts"],
+        serde_json::json!(["indicators", "unit_indicators"])
+    );
+    assert!((r["june"].as_f64().unwrap() - 0.0048).abs() < 1e-12, "{r}");
+    assert_eq!(r["insert"][0], "25006", "{r}");
+    assert!(r["insert"][1].as_str().unwrap().contains("read-only"));
+    assert!(
+        r["wrong_password"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("password authentication failed"),
+        "{r}"
+    );
+    // Every as-of month has the same rows: 4032 / 12 = 336.
+    assert_eq!(
+        r["concurrent"],
+        serde_json::json!({"1": 336, "2": 336, "3": 336}),
+        "{r}"
+    );
+    assert_eq!(r["concurrent_errors"], serde_json::json!([]));
+    assert!(
+        r["fourth"].as_str().unwrap().contains("too many clients"),
+        "{r}"
+    );
+    assert_eq!(r["runaway"][0], "57014", "{r}");
+    assert!(r["runaway"][1]
+        .as_str()
+        .unwrap()
+        .contains("statement timeout"));
+    let small = r["small_answered_after"].as_f64().unwrap();
+    let ended = r["runaway_ended_after"].as_f64().unwrap();
+    assert!(ended >= 2.9, "the runaway ran its 3 s: {r}");
+    assert!(
+        small < ended,
+        "the small query did not wait for the runaway: {r}"
+    );
+    assert_eq!(r["big"][0], "53200", "{r}");
+    assert!(r["big"][1].as_str().unwrap().contains("memory limit"));
+    assert_eq!(r["after_big"], 2);
+}
+
+/// Polls a pair of values from two tables that one run changes together,
+/// while the run commits; prints every distinct pair seen, and then the
+/// pair a session pinned to the first run sees.
+const WATCH: &str = r#"
+import json, sys, time
+import psycopg
+
+port, password, stop_file, first_run = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+dsn = f"host=127.0.0.1 port={port} user=analyst dbname=stmon password='{password}'"
+q = """select
+  (select rd_expenditure from staging.enterprise_rd where credit_code = '91330602MA2HND10A8' and period = '2023-06'),
+  (select round(value, 6) from marts.indicators where year = 2023 and as_of_month = 6
+     and division_code = '330602' and indicator_id = 'rd_intensity')"""
+seen, n = [], 0
+with psycopg.connect(dsn, autocommit=True) as c:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        pair = [float(x) for x in c.execute(q).fetchone()]
+        n += 1
+        if pair not in seen:
+            seen.append(pair)
+        import os
+        if os.path.exists(stop_file) and pair[0] == 21.0:
+            break
+        time.sleep(0.05)
+    c.execute(f"set stmon.run = '{first_run}'")
+    pinned = [float(x) for x in c.execute(q).fetchone()]
+    label = c.execute("show stmon.run").fetchone()[0]
+    c.execute("set stmon.run = default")
+    back = [float(x) for x in c.execute(q).fetchone()]
+print(json.dumps({"seen": seen, "queries": n, "pinned": pinned, "label": label, "back": back}))
+"#;
+
+#[test]
+fn each_query_reads_one_version_while_a_run_commits_and_a_session_can_pin_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wh, pipeline, inbox) = build(tmp.path());
+    let first = last_run_id(tmp.path());
+    let server = serve(tmp.path(), &wh, "{max_sessions: 4}");
+    let stop = tmp.path().join("run-finished");
+    let watcher = Command::new("python3")
+        .arg("-c")
+        .arg(WATCH)
+        .args([
+            server.port.to_string(),
+            PASSWORD.to_string(),
+            stop.display().to_string(),
+            first.clone(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::copy(
+        repo().join("fixtures/indicators/later/enterprise_rd_correction.csv"),
+        inbox.join("enterprise_rd_correction.csv"),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let run = stmon(&wh)
+        .args(["run", pipeline.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    std::fs::write(&stop, "").unwrap();
+    let out = watcher.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Only the two consistent pairs, old then new: never a new staging
+    // value with an old indicator or the reverse.
+    assert_eq!(
+        r["seen"],
+        serde_json::json!([[20.0, 0.0048], [21.0, 0.005]]),
+        "{r}"
+    );
+    assert!(
+        r["queries"].as_u64().unwrap() > 10,
+        "queries ran during the {:?} run: {r}",
+        t.elapsed()
+    );
+    assert_eq!(r["pinned"], serde_json::json!([20.0, 0.0048]), "{r}");
+    assert!(r["label"].as_str().unwrap().contains(&first), "{r}");
+    assert_eq!(r["back"], serde_json::json!([21.0, 0.005]), "{r}");
+    drop(server);
+}
+
+#[test]
+fn tls_from_cert_paths_and_no_passwords_only_on_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wh, _, _) = build(tmp.path());
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let gen = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{}", text(&gen));
+    let server = serve_with(
+        tmp.path(),
+        &wh,
+        "{max_sessions: 4}",
+        &format!(
+            "tls: {{cert: {}, key: {}}}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    // verify-full: the session is encrypted and the server is the one whose
+    // certificate the client trusts.
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=analyst dbname=stmon sslmode=verify-full sslrootcert={}",
+        server.port,
+        cert.display()
+    );
+    let v = Command::new("psql")
+        .args(["-X", "-At", &conninfo, "-c", JUNE])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", text(&v));
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "0.0048");
+    drop(server);
+
+    // Without users the server trusts every client, so it binds loopback only.
+    let open = stmon(&wh)
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(open.status.code(), Some(2), "{}", text(&open));
+    assert!(text(&open).contains("without passwords"), "{}", text(&open));
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "users:\n  - name: a\n    password_hash: plain\n").unwrap();
+    let o = stmon(&wh)
+        .args(["serve", "--config", bad.to_str().unwrap(), "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("user a") && text(&o).contains("--hash-password"),
+        "{}",
+        text(&o)
+    );
+}
