@@ -19,7 +19,7 @@
 //! no users the server trusts every connection and then refuses to bind
 //! anything but a loopback address.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -254,52 +254,48 @@ struct Snapshots {
 
 /// The table versions a session over `wh` reads, as text.
 async fn versions_key(wh: &Warehouse, project: &Project) -> anyhow::Result<String> {
-    let mut ids: Vec<TableId> = wh.ingest_tables().into_keys().collect();
-    ids.extend(
-        project
-            .models
-            .iter()
-            .map(|m| TableId::new(&m.id.layer, &m.id.name)),
-    );
-    for t in stmon_models::run::ASSESSMENT_TABLES {
-        ids.push(TableId::new("marts", t));
+    let tables = super::run::all_versions(wh, project).await?;
+    let runs = wh.table(&TableId::new("audit", "runs")).await?.version();
+    Ok(format!("{tables:?} runs={runs:?}"))
+}
+
+/// A snapshot of `wh`, whose versions are `key`.
+async fn open_snapshot(
+    wh: &Warehouse,
+    project: &Project,
+    label: String,
+    key: String,
+) -> anyhow::Result<Snapshot> {
+    let ctx = stmon_models::run::session(wh, project)
+        .await
+        .context("opening the warehouse (has `stmon run` built it?)")?;
+    ctx.sql("set datafusion.catalog.information_schema = true")
+        .await?;
+    // The physical Delta tables hold uncommitted rows; people read the views.
+    if let Some(c) = ctx.catalog("datafusion") {
+        c.deregister_schema("delta", true)?;
     }
-    ids.push(TableId::new("audit", "runs"));
-    let mut out = BTreeMap::new();
-    for id in ids {
-        let v = wh.table(&id).await?.version();
-        out.insert(id.to_string(), v);
+    setup_pg_catalog(&ctx, "datafusion", Arc::new(AuthManager::default()))
+        .map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
+    Ok(Snapshot { ctx, label, key })
+}
+
+/// What the live snapshot is, given the run `runs::reader` pinned it to.
+fn live_label(run: Option<String>) -> String {
+    match run {
+        Some(r) => format!("run {r} (a run is writing)"),
+        None => "newest".to_string(),
     }
-    Ok(format!("{out:?}"))
+}
+
+/// The snapshot readers get now (see `runs::reader`).
+async fn published(wh: &Warehouse, project: &Project) -> anyhow::Result<Snapshot> {
+    let (wh, run) = stmon_models::runs::reader(wh).await?;
+    let key = versions_key(&wh, project).await?;
+    open_snapshot(&wh, project, live_label(run), key).await
 }
 
 impl Snapshots {
-    /// The snapshot readers get now (see `runs::reader`).
-    async fn published(&self) -> anyhow::Result<Snapshot> {
-        let (wh, run) = stmon_models::runs::reader(&self.wh).await?;
-        let label = match run {
-            Some(r) => format!("run {r} (a run is writing)"),
-            None => "newest".to_string(),
-        };
-        self.open(&wh, label).await
-    }
-
-    async fn open(&self, wh: &Warehouse, label: String) -> anyhow::Result<Snapshot> {
-        let key = versions_key(wh, &self.project).await?;
-        let ctx = stmon_models::run::session(wh, &self.project)
-            .await
-            .context("opening the warehouse (has `stmon run` built it?)")?;
-        ctx.sql("set datafusion.catalog.information_schema = true")
-            .await?;
-        // The physical Delta tables hold uncommitted rows; people read the views.
-        if let Some(c) = ctx.catalog("datafusion") {
-            c.deregister_schema("delta", true)?;
-        }
-        setup_pg_catalog(&ctx, "datafusion", Arc::new(AuthManager::default()))
-            .map_err(|e| anyhow::anyhow!("pg_catalog: {e}"))?;
-        Ok(Snapshot { ctx, label, key })
-    }
-
     fn live(&self) -> Arc<Snapshot> {
         self.live.read().expect("snapshot lock").clone()
     }
@@ -310,7 +306,9 @@ impl Snapshots {
             return Ok(s.clone());
         }
         let wh = stmon_models::runs::at_run(&self.wh, run).await?;
-        let s = Arc::new(self.open(&wh, format!("run {run} (pinned)")).await?);
+        let key = versions_key(&wh, &self.project).await?;
+        let s = open_snapshot(&wh, &self.project, format!("run {run} (pinned)"), key).await?;
+        let s = Arc::new(s);
         self.pinned
             .lock()
             .expect("pins")
@@ -320,12 +318,12 @@ impl Snapshots {
 
     /// Swaps in the published snapshot when its versions changed.
     async fn refresh(&self) -> anyhow::Result<bool> {
-        let (wh, _) = stmon_models::runs::reader(&self.wh).await?;
+        let (wh, run) = stmon_models::runs::reader(&self.wh).await?;
         let key = versions_key(&wh, &self.project).await?;
         if key == self.live().key {
             return Ok(false);
         }
-        let s = self.published().await?;
+        let s = open_snapshot(&wh, &self.project, live_label(run), key).await?;
         tracing::info!(snapshot = %s.label, "serving newly published versions");
         *self.live.write().expect("snapshot lock") = Arc::new(s);
         Ok(true)
@@ -340,20 +338,41 @@ fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
     )))
 }
 
-/// The first words of a statement, for messages ("INSERT", "CREATE TABLE").
-fn kind_of(s: &Statement) -> String {
-    let text = s.to_string();
-    let words: Vec<&str> = text.split_whitespace().take(2).collect();
-    match words.as_slice() {
-        [a, b]
-            if matches!(a.to_uppercase().as_str(), "CREATE" | "DROP" | "ALTER")
-                && b.chars().all(|c| c.is_ascii_alphabetic()) =>
-        {
-            format!("{} {}", a.to_uppercase(), b.to_uppercase())
-        }
-        [a, ..] => a.to_uppercase(),
-        [] => "this statement".into(),
+/// The first words of a statement, for messages ("INSERT", "CREATE TABLE"),
+/// leading `--` comments skipped.
+fn kind_of(text: &str) -> String {
+    let mut rest = text.trim_start();
+    while let Some(r) = rest.strip_prefix("--") {
+        rest = r
+            .split_once('\n')
+            .map_or("", |(_, after)| after)
+            .trim_start();
     }
+    let mut words = rest.split_whitespace().map(|w| {
+        w.chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect::<String>()
+            .to_uppercase()
+    });
+    let first = words.next().unwrap_or_default();
+    match words.next() {
+        Some(second)
+            if matches!(first.as_str(), "CREATE" | "DROP" | "ALTER") && !second.is_empty() =>
+        {
+            format!("{first} {second}")
+        }
+        _ => first,
+    }
+}
+
+/// The refusal of a statement that writes.
+fn read_only(kind: &str) -> PgWireError {
+    user_error(
+        "25006",
+        format!(
+            "cannot execute {kind} in a read-only server: stmon serve answers queries (SELECT, WITH, VALUES, EXPLAIN, SHOW) only"
+        ),
+    )
 }
 
 /// What the server does with a statement.
@@ -415,13 +434,7 @@ fn classify(s: &Statement) -> Class {
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. } => Class::PassOn,
-        other => Class::Refuse(user_error(
-            "25006",
-            format!(
-                "cannot execute {} in a read-only server: stmon serve answers queries (SELECT, WITH, VALUES, EXPLAIN, SHOW) only",
-                kind_of(other)
-            ),
-        )),
+        other => Class::Refuse(read_only(&kind_of(&other.to_string()))),
     }
 }
 
@@ -714,42 +727,13 @@ impl StartupHandler for Startup {
 /// that one the PostgreSQL parser cannot read (DataFusion's `CREATE EXTERNAL
 /// TABLE … LOCATION '/any/path'`) gets the read-only error, not a syntax error.
 fn refuse_by_text(query: &str) -> Option<PgWireError> {
-    let mut rest = query.trim_start();
-    while let Some(r) = rest.strip_prefix("--") {
-        rest = r
-            .split_once('\n')
-            .map_or("", |(_, after)| after)
-            .trim_start();
-    }
-    let word: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_uppercase();
     const WRITES: [&str; 12] = [
         "INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "COPY",
         "GRANT", "REVOKE", "VACUUM",
     ];
-    if !WRITES.contains(&word.as_str()) {
-        return None;
-    }
-    let second: String = rest[word.len()..]
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_uppercase();
-    let kind = if matches!(word.as_str(), "CREATE" | "DROP" | "ALTER") && !second.is_empty() {
-        format!("{word} {second}")
-    } else {
-        word
-    };
-    Some(user_error(
-        "25006",
-        format!(
-            "cannot execute {kind} in a read-only server: stmon serve answers queries (SELECT, WITH, VALUES, EXPLAIN, SHOW) only"
-        ),
-    ))
+    let kind = kind_of(query);
+    let first = kind.split(' ').next().unwrap_or_default();
+    WRITES.contains(&first).then(|| read_only(&kind))
 }
 
 /// The library's simple-query handler behind [`refuse_by_text`].
@@ -865,20 +849,14 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let project = super::load_project(cli)?;
     let catalog = super::load_catalog(cli)?;
     let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
-    let mut snapshots = Snapshots {
+    let first = published(&wh, &project).await?;
+    let label = first.label.clone();
+    let snapshots = Arc::new(Snapshots {
         wh,
         project,
-        live: RwLock::new(Arc::new(Snapshot {
-            ctx: SessionContext::new(),
-            label: String::new(),
-            key: String::new(),
-        })),
+        live: RwLock::new(Arc::new(first)),
         pinned: Mutex::new(HashMap::new()),
-    };
-    let first = snapshots.published().await?;
-    let label = first.label.clone();
-    snapshots.live = RwLock::new(Arc::new(first));
-    let snapshots = Arc::new(snapshots);
+    });
 
     let engine = Arc::new(Engine {
         snapshots: snapshots.clone(),

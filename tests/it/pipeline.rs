@@ -98,6 +98,16 @@ fn results(s: &Setup) -> serde_json::Value {
 
 /// `item → status` of a step in run_results.json.
 fn step_items(r: &serde_json::Value, step: &str) -> BTreeMap<String, String> {
+    step_field(r, step, "status")
+}
+
+/// `item → message` of a step in run_results.json ("" when none).
+fn step_messages(r: &serde_json::Value, step: &str) -> BTreeMap<String, String> {
+    step_field(r, step, "message")
+}
+
+/// `item → field` of a step's results in run_results.json.
+fn step_field(r: &serde_json::Value, step: &str, field: &str) -> BTreeMap<String, String> {
     r["steps"]
         .as_array()
         .unwrap()
@@ -107,7 +117,7 @@ fn step_items(r: &serde_json::Value, step: &str) -> BTreeMap<String, String> {
         .map(|i| {
             (
                 i["item"].as_str().unwrap().to_string(),
-                i["status"].as_str().unwrap().to_string(),
+                i[field].as_str().unwrap_or("").to_string(),
             )
         })
         .collect()
@@ -280,23 +290,6 @@ async fn a_second_run_changes_nothing_and_a_correction_rebuilds_only_what_reads_
             || out.contains("up to date"),
         "{out}"
     );
-}
-
-/// `item → message` of a step in run_results.json.
-fn step_messages(r: &serde_json::Value, step: &str) -> BTreeMap<String, String> {
-    r["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["step"] == step)
-        .flat_map(|s| s["results"].as_array().unwrap().iter())
-        .map(|i| {
-            (
-                i["item"].as_str().unwrap().to_string(),
-                i["message"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
 }
 
 /// The data files a Delta table reads now, per partition directory.

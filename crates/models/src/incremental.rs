@@ -192,14 +192,23 @@ pub async fn content_hash(ctx: &SessionContext, table: &str) -> Result<String> {
     ]))
 }
 
+/// What the models an incremental model reads by partition recorded.
+pub async fn stored_inputs(wh: &Warehouse, inputs: &Inputs) -> Result<BTreeMap<ModelId, Stored>> {
+    let mut out = BTreeMap::new();
+    for d in &inputs.models {
+        out.insert(d.clone(), stored(wh, d).await?);
+    }
+    Ok(out)
+}
+
 /// The logic fingerprint of an incremental model (see the module docs). The
 /// models it reads by partition must be built already: their recorded logic
-/// is used.
+/// (`deps`, from [`stored_inputs`]) is used.
 pub async fn logic(
-    wh: &Warehouse,
     ctx: &SessionContext,
     m: &Model,
     inputs: &Inputs,
+    deps: &BTreeMap<ModelId, Stored>,
     sources: &BTreeMap<String, String>,
 ) -> Result<String> {
     let yml = std::fs::read(m.path.with_extension("yml")).unwrap_or_default();
@@ -210,7 +219,7 @@ pub async fn logic(
         yml,
     ];
     for d in &inputs.models {
-        let l = stored(wh, d).await?.logic.unwrap_or_else(|| "?".into());
+        let l = deps.get(d).and_then(|s| s.logic.as_deref()).unwrap_or("?");
         parts.push(format!("partitioned {d}={l}").into_bytes());
     }
     for d in &inputs.full_models {
@@ -231,11 +240,11 @@ pub async fn logic(
 /// The files each root form's data in this model will reflect: the loaded
 /// files for forms read directly, the recorded files of the partitioned
 /// models for the others (their intersection when both).
-pub async fn files_now(
-    wh: &Warehouse,
+pub fn files_now(
     inputs: &Inputs,
+    deps: &BTreeMap<ModelId, Stored>,
     loaded: &BTreeMap<String, Vec<String>>,
-) -> Result<BTreeMap<String, BTreeSet<String>>> {
+) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut meet = |form: &str, set: BTreeSet<String>| match out.get_mut(form) {
         Some(have) => have.retain(|f| set.contains(f)),
@@ -250,14 +259,14 @@ pub async fn files_now(
             .unwrap_or_default();
         meet(form, set);
     }
-    for d in &inputs.models {
-        for (form, set) in stored(wh, d).await?.files {
-            if inputs.roots.contains_key(&form) {
-                meet(&form, set);
+    for stored in deps.values() {
+        for (form, set) in &stored.files {
+            if inputs.roots.contains_key(form) {
+                meet(form, set.clone());
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// How a model out of date is to be built.

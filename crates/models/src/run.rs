@@ -269,10 +269,11 @@ impl Build<'_> {
         let mut plan = crate::incremental::Plan::Whole;
         if let Some(inputs) = &inputs {
             let record = async {
+                let deps = crate::incremental::stored_inputs(wh, inputs).await?;
                 let logic =
-                    crate::incremental::logic(wh, ctx, m, inputs, &self.sources.fingerprints)
+                    crate::incremental::logic(ctx, m, inputs, &deps, &self.sources.fingerprints)
                         .await?;
-                let files = crate::incremental::files_now(wh, inputs, &self.sources.files).await?;
+                let files = crate::incremental::files_now(inputs, &deps, &self.sources.files);
                 if self.partial && table.version().is_some() {
                     let stored = crate::incremental::stored(wh, &m.id).await?;
                     let (p, why) =
