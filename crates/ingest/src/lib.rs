@@ -33,6 +33,9 @@ mod source;
 mod validate;
 mod xlsx;
 
+#[cfg(test)]
+mod row_numbers_test;
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};

@@ -23,7 +23,8 @@ pub struct Division {
 pub enum DivisionLookup {
     /// A current county-level division.
     County,
-    /// A retired code, mapped to its successor (reported as a warning).
+    /// A retired code, mapped to the current code at the end of its chain of
+    /// successors (reported as a warning).
     Retired {
         successor: String,
     },
@@ -74,11 +75,40 @@ impl Divisions {
                 }
             }
         }
-        Ok(Divisions {
+        let table = Divisions {
             rows,
             index,
             has_children,
-        })
+        };
+        // A retired code's successor may itself be retired: every chain must
+        // end at a current code, never loop back.
+        for d in &table.rows {
+            if d.successor.is_some() {
+                table.current(&d.code)?;
+            }
+        }
+        Ok(table)
+    }
+
+    /// The current code a code stands for today: itself, or the end of its
+    /// chain of successors (330621 → 330603; a code retired twice is followed
+    /// twice). Errors on a cycle, naming its codes.
+    pub fn current(&self, code: &str) -> std::result::Result<String, String> {
+        let mut chain = vec![code.to_string()];
+        let mut at = code;
+        while let Some(next) = self.get(at).and_then(|d| d.successor.as_deref()) {
+            if let Some(start) = chain.iter().position(|c| c == next) {
+                let mut cycle = chain[start..].to_vec();
+                cycle.push(next.to_string());
+                return Err(format!(
+                    "the successors of retired division codes form a cycle: {}",
+                    cycle.join(" → ")
+                ));
+            }
+            chain.push(next.to_string());
+            at = next;
+        }
+        Ok(at.to_string())
     }
 
     pub fn get(&self, code: &str) -> Option<&Division> {
@@ -90,8 +120,9 @@ impl Divisions {
         match self.get(code) {
             None => DivisionLookup::Unknown,
             Some(d) => match &d.successor {
+                // `from_rows` checked that every chain ends at a current code.
                 Some(s) => DivisionLookup::Retired {
-                    successor: s.clone(),
+                    successor: self.current(s).unwrap_or_else(|_| s.clone()),
                 },
                 None if self.has_children.contains(code) => DivisionLookup::NotCounty,
                 None => DivisionLookup::County,
@@ -104,5 +135,56 @@ impl Divisions {
         self.rows
             .iter()
             .filter(|d| d.successor.is_none() && !self.has_children.contains(&d.code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: &[(&str, &str, &str)]) -> std::result::Result<Divisions, String> {
+        Divisions::from_rows(
+            rows.iter()
+                .map(|(code, parent, successor)| Division {
+                    code: code.to_string(),
+                    name: format!("区{code}"),
+                    parent_code: (!parent.is_empty()).then(|| parent.to_string()),
+                    successor: (!successor.is_empty()).then(|| successor.to_string()),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_code_retired_twice_maps_to_the_current_division() {
+        let t = table(&[
+            ("330600", "", ""),
+            ("330603", "330600", ""),
+            ("330621", "330600", "330622"),
+            ("330622", "330600", "330603"),
+        ])
+        .unwrap();
+        assert_eq!(
+            t.lookup("330621"),
+            DivisionLookup::Retired {
+                successor: "330603".into()
+            }
+        );
+        assert_eq!(t.current("330603").unwrap(), "330603");
+    }
+
+    #[test]
+    fn a_cycle_of_successors_is_an_error_naming_its_codes() {
+        let e = table(&[
+            ("330600", "", ""),
+            ("330621", "330600", "330622"),
+            ("330622", "330600", "330623"),
+            ("330623", "330600", "330621"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("cycle: 330621 → 330622 → 330623 → 330621"),
+            "{e}"
+        );
     }
 }
