@@ -1,13 +1,11 @@
--- county_economy reports used as of a month: each county's latest quarter up to it.
-with latest as (
-    select county_code, max(month) as month from staging.county_economy
-    where year = $1 and month <= $2 group by county_code
-)
+-- county_economy reports behind a division's value as of a month: the
+-- reports for the quarter the division is computed at ($2, its latest quarter
+-- from intermediate.division_economy), in the year and the year before (the
+-- growth's base).
 select 'county_economy' as form, c.source_file, c.source_row, cast(c.submitted_at as varchar) as submitted_at,
        concat(c.county_code, ' ', c.period) as key,
        concat('GDP ', cast(c.gdp as varchar), ', high-tech investment ', cast(c.high_tech_investment as varchar)) as detail
 from staging.county_economy c
-join latest l on l.county_code = c.county_code and l.month = c.month
 join ref.division_ancestors a on a.county_code = c.county_code
-where c.year = $1 and a.division_code = $3
+where c.year in ($1, $1 - 1) and c.month = $2 and a.division_code = $3
 order by c.source_file, c.source_row

@@ -6,6 +6,7 @@
 -- the previous year's sums; for a share change the year's and the previous
 -- year's shares; for cumulative indicators the value and null.
 with grid as (
+    -- quarter_month: the last quarter that has ended by the as-of month (0 before March).
     select p.year, p.as_of_month, cast(p.as_of_month / 3 as int) * 3 as quarter_month,
            d.code as division_code, d.name as division_name, d.level
     from intermediate.periods p
@@ -16,31 +17,47 @@ e as (select * from intermediate.division_enterprise),
 c as (select * from intermediate.division_economy),
 cumulative_ids as (
     select * from (values
-        ('new_high_tech_enterprises'), ('new_tech_smes'), ('tech_transaction_volume'),
-        ('corridor_key_project_investment'), ('sci_tech_finance'),
-        ('new_provincial_enterprise_research_institutes'), ('new_provincial_high_tech_rd_centers'),
-        ('innovation_consortia'), ('talent_teams'), ('key_tech_projects'), ('import_substitutions'),
-        ('incubators'), ('tech_commissioners'), ('agricultural_enterprise_research_institutes'),
-        ('star_innovation_bases')
-    ) as t(indicator_id)
+        ('new_high_tech_enterprises', 'recognition'), ('new_tech_smes', 'recognition'),
+        ('tech_transaction_volume', 'tech_contract'),
+        ('corridor_key_project_investment', 'program_ledger'), ('sci_tech_finance', 'program_ledger'),
+        ('new_provincial_enterprise_research_institutes', 'recognition'),
+        ('new_provincial_high_tech_rd_centers', 'recognition'),
+        ('innovation_consortia', 'recognition'), ('talent_teams', 'program_ledger'),
+        ('key_tech_projects', 'program_ledger'), ('import_substitutions', 'program_ledger'),
+        ('incubators', 'program_ledger'), ('tech_commissioners', 'program_ledger'),
+        ('agricultural_enterprise_research_institutes', 'recognition'),
+        ('star_innovation_bases', 'program_ledger')
+    ) as t(indicator_id, form)
 ),
 
--- 全社会R&D经费占GDP比重: enterprise R&D (every reporting firm) + institute R&D
--- (annual: year end only) over GDP, both at the latest quarter end.
+-- 全社会R&D经费占GDP比重, at the latest period enterprise R&D and GDP share,
+-- per division (intermediate.division_economy): the latest quarter with GDP
+-- up to the as-of month, with the firms' R&D as of that quarter's last month
+-- (a county whose Q3 GDP is late is computed at Q2, June over June).
+-- Institute R&D (annual) enters only when that quarter is Q4. A parent pools
+-- the counties with GDP for its quarter; counties with data but no GDP for
+-- it are left out of both sums, and the reason counts them.
 rd_intensity as (
     select g.*, 'rd_intensity' as indicator_id,
-           coalesce(e.rd_expenditure, 0) + case when g.as_of_month = 12 then coalesce(i.rd_expenditure, 0) else 0 end as numerator,
+           c.enterprise_rd + case when c.quarter_month = 12 then c.institute_rd else 0 end as numerator,
            c.gdp as denominator,
            case
-               when g.quarter_month = 0 then 'no quarter has ended yet: GDP is quarterly'
-               when c.gdp is null then 'no GDP reported'
-               when c.gdp = 0 then 'GDP is zero'
-               when g.as_of_month < 12 then concat('enterprise R&D and GDP to month ', cast(g.quarter_month as varchar), ' (latest quarter end); institute R&D (annual) enters at year end')
-           end as reason
+               when g.as_of_month < 3 then 'no quarter has ended yet: GDP is quarterly'
+               when c.gdp is null then concat('no GDP reported for ', cast(g.year as varchar), ' up to month ', cast(g.as_of_month as varchar))
+               when c.gdp = 0 then concat('GDP for ', cast(g.year as varchar), '-Q', cast(c.quarter_month / 3 as varchar), ' is zero')
+           end as null_reason,
+           concat_ws('; ',
+               case when c.quarter_month < 12 then concat(
+                   'computed at ', cast(g.year as varchar), '-Q', cast(c.quarter_month / 3 as varchar),
+                   ': enterprise R&D as of ', cast(g.year as varchar), '-', lpad(cast(c.quarter_month as varchar), 2, '0'),
+                   ' over ', cast(g.year as varchar), '-Q', cast(c.quarter_month / 3 as varchar),
+                   ' GDP; institute R&D (annual) enters at year end') end,
+               case when c.counties_left_out > 0 then concat(
+                   cast(c.counties_left_out as varchar), ' of ', cast(c.counties_left_out + c.counties_gdp as varchar),
+                   ' counties with data left out: no GDP for ', cast(g.year as varchar), '-Q', cast(c.quarter_month / 3 as varchar)) end
+           ) as note
     from grid g
-    left join e on e.year = g.year and e.as_of_month = g.quarter_month and e.division_code = g.division_code
-    left join c on c.year = g.year and c.as_of_month = g.quarter_month and c.division_code = g.division_code
-    left join intermediate.division_institutes i on i.year = g.year and i.division_code = g.division_code
+    left join c on c.year = g.year and c.as_of_month = g.as_of_month and c.division_code = g.division_code
 ),
 
 -- 规上工业企业研发经费占营业收入比重
@@ -67,19 +84,33 @@ high_tech_va_share as (
     left join e on e.year = g.year and e.as_of_month = g.as_of_month and e.division_code = g.division_code
 ),
 
--- 高新技术产业投资增长: year-to-date over the previous year's same period.
+-- 高新技术产业投资增长: the latest quarter the year has (for a county, its
+-- own; for a parent, the latest any of its counties has) against the same
+-- quarter of the year before, never a later quarter over an earlier one.
+-- Plain sums over every county reporting that quarter in each year; the
+-- reason says when the counties differ between the two years.
 high_tech_investment_growth as (
     select g.*, 'high_tech_investment_growth' as indicator_id,
-           c.high_tech_investment as numerator, cp.high_tech_investment as denominator,
+           c.high_tech_investment as numerator, c.high_tech_investment_prev as denominator,
            case
-               when g.quarter_month = 0 then 'no quarter has ended yet: investment is quarterly'
-               when c.high_tech_investment is null then 'no investment reported this year'
-               when cp.high_tech_investment is null then 'no previous-year base'
-               when cp.high_tech_investment = 0 then 'previous-year base is zero'
-           end as reason
+               when g.as_of_month < 3 then 'no quarter has ended yet: investment is quarterly'
+               when c.high_tech_investment is null then concat('no high-tech investment reported for ', cast(g.year as varchar), ' up to month ', cast(g.as_of_month as varchar))
+               when c.high_tech_investment_prev is null then concat('no previous-year base for ', cast(g.year - 1 as varchar), '-Q', cast(c.quarter_month / 3 as varchar))
+               when c.high_tech_investment_prev = 0 then concat('previous-year base for ', cast(g.year - 1 as varchar), '-Q', cast(c.quarter_month / 3 as varchar), ' is zero')
+           end as null_reason,
+           concat_ws('; ',
+               case when c.quarter_month < g.quarter_month then concat(
+                   'computed at ', cast(g.year as varchar), '-Q', cast(c.quarter_month / 3 as varchar),
+                   ' against ', cast(g.year - 1 as varchar), '-Q', cast(c.quarter_month / 3 as varchar),
+                   ' (latest quarter reported)') end,
+               case when c.counties_investment_both < greatest(c.counties_investment, c.counties_investment_prev) then concat(
+                   'plain sums over every reporting county: ', cast(c.counties_investment as varchar),
+                   ' reported ', cast(g.year as varchar), '-Q', cast(c.quarter_month / 3 as varchar), ', ',
+                   cast(c.counties_investment_prev as varchar), ' reported ', cast(g.year - 1 as varchar), '-Q', cast(c.quarter_month / 3 as varchar),
+                   ', ', cast(c.counties_investment_both as varchar), ' both') end
+           ) as note
     from grid g
     left join c on c.year = g.year and c.as_of_month = g.as_of_month and c.division_code = g.division_code
-    left join c cp on cp.year = g.year - 1 and cp.as_of_month = g.as_of_month and cp.division_code = g.division_code
 ),
 
 -- 基础研究经费增长: every firm reporting enterprise_rd, same as-of month a year earlier.
@@ -111,21 +142,30 @@ high_tech_enterprise_share_change as (
     left join e ep on ep.year = g.year - 1 and ep.as_of_month = g.as_of_month and ep.division_code = g.division_code
 ),
 
+-- Indicators whose CTE says why a value is null (null_reason) and adds what
+-- it covers (note).
+noted as (
+    select year, as_of_month, division_code, division_name, level, indicator_id,
+           case when null_reason is null then
+               case when indicator_id = 'rd_intensity' then numerator / denominator
+                    else numerator / denominator - 1 end
+           end as value,
+           numerator, denominator,
+           coalesce(null_reason, nullif(note, '')) as reason
+    from (select * from rd_intensity union all select * from high_tech_investment_growth)
+),
 ratios as (
     select year, as_of_month, division_code, division_name, level, indicator_id,
-           case when reason is null or (indicator_id = 'rd_intensity' and denominator <> 0 and quarter_month > 0)
-                then numerator / denominator end as value,
+           case when reason is null then numerator / denominator end as value,
            numerator, denominator, reason
-    from (select * from rd_intensity
-          union all select * from industrial_rd_ratio
+    from (select * from industrial_rd_ratio
           union all select * from high_tech_va_share)
 ),
 growths as (
     select year, as_of_month, division_code, division_name, level, indicator_id,
            case when reason is null then numerator / denominator - 1 end as value,
            numerator, denominator, reason
-    from (select * from high_tech_investment_growth
-          union all select * from basic_research_growth)
+    from basic_research_growth
 ),
 changes as (
     select year, as_of_month, division_code, division_name, level, indicator_id,
@@ -133,23 +173,51 @@ changes as (
            numerator, denominator, reason
     from high_tech_enterprise_share_change
 ),
+-- Counts and sums over no rows are 0; when the division has no row of the
+-- form at all for the year up to the month, the reason says so (a 0 that
+-- means "nothing sent yet", not a counted zero).
+form_rows as (
+    select p.year, p.as_of_month, a.division_code, 'recognition' as form
+    from staging.recognition r
+    join intermediate.periods p on p.year = r.year and r.month <= p.as_of_month
+    join ref.division_ancestors a on a.county_code = r.county_code
+    group by p.year, p.as_of_month, a.division_code
+    union all
+    select p.year, p.as_of_month, a.division_code, 'tech_contract' as form
+    from staging.tech_contract t
+    join intermediate.periods p on p.year = t.year and t.month <= p.as_of_month
+    join ref.division_ancestors a on a.county_code = t.county_code
+    group by p.year, p.as_of_month, a.division_code
+    union all
+    select p.year, p.as_of_month, a.division_code, 'program_ledger' as form
+    from staging.program_ledger l
+    join intermediate.periods p on p.year = l.year and l.month <= p.as_of_month
+    join ref.division_ancestors a on a.county_code = l.county_code
+    group by p.year, p.as_of_month, a.division_code
+),
 cumulative as (
     select g.year, g.as_of_month, g.division_code, g.division_name, g.level, k.indicator_id,
            coalesce(v.value, 0) as value,
            coalesce(v.value, 0) as numerator,
            cast(null as double) as denominator,
-           cast(null as varchar) as reason
+           case when f.form is null then concat(
+               'no ', k.form, ' submissions for ', cast(g.year as varchar), ' up to month ',
+               cast(g.as_of_month as varchar), ': 0 over no rows') end as reason
     from grid g
     cross join cumulative_ids k
     left join intermediate.division_counts v
       on v.year = g.year and v.as_of_month = g.as_of_month
      and v.division_code = g.division_code and v.indicator_id = k.indicator_id
+    left join form_rows f
+      on f.year = g.year and f.as_of_month = g.as_of_month
+     and f.division_code = g.division_code and f.form = k.form
 )
 select year, as_of_month, division_code, division_name, level, indicator_id,
        cast(value as double) as value, cast(numerator as double) as numerator,
        cast(denominator as double) as denominator, reason
 from (
-    select * from ratios
+    select * from noted
+    union all select * from ratios
     union all select * from growths
     union all select * from changes
     union all select * from cumulative

@@ -135,8 +135,11 @@ pub fn print_matrix(rows: &[ProgressRow], year: i32, month: u32) {
                             Light::Yellow => ("◐", Color::Yellow),
                             Light::Red => ("○", Color::Red),
                         };
+                        // `*`: the value carries a note (what it covers, or
+                        // that it is 0 because nothing was sent), listed below.
+                        let note = if r.reason.is_some() { "*" } else { "" };
                         Cell::new(format!(
-                            "{}\n{mark} {:.0}%",
+                            "{}{note}\n{mark} {:.0}%",
                             progress::display(a, r.unit.as_deref()),
                             c * 100.0
                         ))
@@ -150,4 +153,17 @@ pub fn print_matrix(rows: &[ProgressRow], year: i32, month: u32) {
         t.add_row(line);
     }
     println!("{t}");
+    let notes: Vec<&ProgressRow> = rows.iter().filter(|r| r.reason.is_some()).collect();
+    if !notes.is_empty() {
+        println!("notes (* and –):");
+        for r in notes {
+            println!(
+                "  {} {} {}: {}",
+                r.division_code,
+                r.division_name,
+                r.indicator_id,
+                r.reason.as_deref().unwrap_or_default()
+            );
+        }
+    }
 }

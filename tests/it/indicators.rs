@@ -107,8 +107,11 @@ async fn every_indicator_matches_the_hand_computation() {
     ind.assert(6, yue, "rd_intensity", 25.0 / 5000.0);
     // As of August: still the June quarter end.
     ind.assert(8, yue, "rd_intensity", 25.0 / 5000.0);
-    // As of September: 乙's September report, but 越城 sent no Q3 GDP: Q2's stands.
-    ind.assert(9, yue, "rd_intensity", 33.0 / 5000.0);
+    // As of September: 越城 sent no Q3 GDP, so its period is Q2: the firms'
+    // R&D as of June (甲 21 + 乙's March 4), not 乙's September report.
+    ind.assert(9, yue, "rd_intensity", 25.0 / 5000.0);
+    let sep = ind.get(9, yue, "rd_intensity").1.unwrap();
+    assert!(sep.contains("computed at 2023-Q2"), "{sep}");
     ind.assert_null(2, yue, "rd_intensity", "no quarter");
     assert!(ind
         .get(6, yue, "rd_intensity")
@@ -128,9 +131,19 @@ async fn every_indicator_matches_the_hand_computation() {
     ind.assert(12, city, "high_tech_va_share", 250.0 / 490.0);
 
     ind.assert(12, yue, "high_tech_investment_growth", 600.0 / 500.0 - 1.0);
-    ind.assert_null(12, ke, "high_tech_investment_growth", "base is zero");
+    ind.assert_null(
+        12,
+        ke,
+        "high_tech_investment_growth",
+        "previous-year base for 2022-Q4 is zero",
+    );
     ind.assert(12, city, "high_tech_investment_growth", 900.0 / 500.0 - 1.0);
-    ind.assert_null(12, xin, "high_tech_investment_growth", "no investment");
+    ind.assert_null(
+        12,
+        xin,
+        "high_tech_investment_growth",
+        "no high-tech investment",
+    );
     ind.assert_null(6, yue, "high_tech_investment_growth", "no previous-year");
 
     ind.assert(12, yue, "basic_research_growth", 5.0 / 2.0 - 1.0);
@@ -161,6 +174,12 @@ async fn every_indicator_matches_the_hand_computation() {
     ind.assert(6, yue, "new_high_tech_enterprises", 0.0);
     ind.assert(6, ke, "new_high_tech_enterprises", 1.0);
     ind.assert(12, xin, "new_high_tech_enterprises", 0.0);
+    // 新昌 sent nothing: 0, and the reason says it is not a counted zero.
+    assert_eq!(
+        ind.get(12, xin, "new_high_tech_enterprises").1.as_deref(),
+        Some("no recognition submissions for 2023 up to month 12: 0 over no rows")
+    );
+    assert_eq!(ind.get(12, yue, "new_high_tech_enterprises").1, None);
 
     // 甲 twice in 越城 counts once; 己 in both counties counts once in the city.
     ind.assert(12, yue, "new_tech_smes", 2.0);

@@ -118,8 +118,25 @@ pub async fn explain(
         ))
     })?;
     let f = |i: usize| row[i].as_deref().and_then(|x| x.parse::<f64>().ok());
+    // Indicators mixed with the quarterly county form are computed at the
+    // division's own latest quarter (intermediate.division_economy), which a
+    // late county holds back; the calendar quarter end when it has none.
     let effective = if entry.month.as_deref() == Some("quarter") {
-        month / 3 * 3
+        let q = rows(
+            ctx,
+            "select cast(quarter_month as varchar) from intermediate.division_economy \
+             where year = $1 and as_of_month = $2 and division_code = $3",
+            vec![
+                ScalarValue::Int32(Some(year)),
+                ScalarValue::Int32(Some(month as i32)),
+                s(unit),
+            ],
+        )
+        .await?;
+        q.first()
+            .and_then(|r| r[0].as_deref())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(month / 3 * 3)
     } else {
         month
     };
