@@ -341,3 +341,36 @@ async fn a_falling_year_to_date_value_is_accepted_with_a_warning() {
         ])]
     );
 }
+
+/// Issue 12's smallest case: a CRLF file with Chinese headers (as Excel on
+/// Windows writes it). Rows are stored at the lines an editor shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crlf_rows_are_stored_at_the_editors_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("zones.csv");
+    let line = |id: &str, land: &str| {
+        format!("2023,{id},甲高新区,provincial,330604,{land},2000000,450000,120000,200000,60000,150,2024-02-01 10:00:00\r\n")
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "报告期,园区编号,园区名称,级别,所在区县代码,用地面积(亩),营业收入,工业增加值,税收,综合能耗(吨标准煤),R&D经费支出,高新技术企业数,填报时间\r\n{}{}{}",
+            line("Z-1", "12000"),
+            line("Z-2", "0"),
+            line("Z-3", "12000")
+        ),
+    )
+    .unwrap();
+    let wh = warehouse(&dir.path().join("wh"));
+    ingest(&wh, &[file]).await;
+    let rows = query(
+        &wh,
+        "select zone_id, _row_number from raw.zone_report order by zone_id",
+    )
+    .await;
+    assert_eq!(rows, vec![row(&["Z-1", "2"]), row(&["Z-3", "4"])]);
+    assert_eq!(
+        quarantine(&wh).await,
+        vec!["3|land_mu|0|must be > 0, got '0'".to_string()]
+    );
+}
