@@ -8,8 +8,9 @@
 //! withdrawals, same-time conflicts, retired county codes (one retired twice),
 //! zero denominators — writes them as CSV files, ingests them and runs the
 //! models, then compares every year × as-of month 1–12 × division (county,
-//! prefecture, province, region) × indicator: value (to 1e-9, relative) and
-//! reason (text), nulls included.
+//! prefecture, province, region) × indicator of `marts.indicators`, and every
+//! zone and institute indicator of `marts.unit_indicators` (per unit and
+//! year): value (to 1e-9, relative) and reason (text), nulls included.
 //!
 //! Each data set lives in its own generated province, so one ingest and one
 //! model run check many at once. On a disagreement the failing data set is
@@ -65,6 +66,21 @@ enum Sub {
         year: i32,
         county: String,
         rd: f64,
+        horizontal: f64,
+        /// researchers, patents granted, achievements, transferred, landed.
+        counts: [i64; 5],
+    },
+    Zone {
+        id: String,
+        year: i32,
+        county: String,
+        land: f64,
+        revenue: f64,
+        value_added: f64,
+        tax: f64,
+        energy: f64,
+        rd: f64,
+        high_tech_enterprises: i64,
     },
     Recog {
         credit: String,
@@ -125,6 +141,7 @@ fn form_of(s: &Sub) -> &'static str {
         Sub::Rd { .. } => "enterprise_rd",
         Sub::Econ { .. } => "county_economy",
         Sub::Inst { .. } => "institute_report",
+        Sub::Zone { .. } => "zone_report",
         Sub::Recog { .. } => "recognition",
         Sub::Contract { .. } => "tech_contract",
         Sub::Ledger { .. } => "program_ledger",
@@ -136,6 +153,7 @@ fn header(form: &str) -> &'static str {
         "enterprise_rd" => "period,credit_code,name,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,basic_research,value_added,submitted_at,withdrawn",
         "county_economy" => "period,county_code,gdp,high_tech_investment,submitted_at,withdrawn",
         "institute_report" => "period,institute_id,name,county_code,partner,rd_expenditure,horizontal_income,researchers,patents_granted,achievements,achievements_transferred,achievements_landed,firms_incubated,submitted_at,withdrawn",
+        "zone_report" => "period,zone_id,name,level,county_code,land_mu,revenue,value_added,tax_revenue,energy_tce,rd_expenditure,high_tech_enterprises,submitted_at,withdrawn",
         "recognition" => "credit_code,name,county_code,kind,recognized_on,status,submitted_at,withdrawn",
         "tech_contract" => "contract_id,registered_on,county_code,seller_credit_code,contract_type,amount,submitted_at,withdrawn",
         "program_ledger" => "record_id,county_code,kind,occurred_on,quantity,amount,name,submitted_at,withdrawn",
@@ -210,6 +228,8 @@ fn cells(v: &Version) -> Vec<String> {
             year,
             county,
             rd,
+            horizontal,
+            counts,
         } => {
             let mut c = vec![
                 year.to_string(),
@@ -218,10 +238,37 @@ fn cells(v: &Version) -> Vec<String> {
                 keep(county.clone()),
                 String::new(),
                 keep(money(*rd)),
+                keep(money(*horizontal)),
             ];
-            c.extend(["10", "5", "1", "2", "1", "1", "0"].map(|x| keep(x.into())));
+            c.extend(counts.iter().map(|x| keep(x.to_string())));
+            c.push(keep("0".into()));
             c
         }
+        Sub::Zone {
+            id,
+            year,
+            county,
+            land,
+            revenue,
+            value_added,
+            tax,
+            energy,
+            rd,
+            high_tech_enterprises,
+        } => vec![
+            year.to_string(),
+            id.clone(),
+            keep("园区".into()),
+            keep("provincial".into()),
+            keep(county.clone()),
+            keep(money(*land)),
+            keep(money(*revenue)),
+            keep(money(*value_added)),
+            keep(money(*tax)),
+            keep(money(*energy)),
+            keep(money(*rd)),
+            keep(high_tech_enterprises.to_string()),
+        ],
         Sub::Recog {
             credit,
             county,
@@ -287,7 +334,7 @@ fn key(v: &Version, divisions: &Divisions) -> String {
             quarter,
             ..
         } => format!("{} {year}-Q{quarter}", current(divisions, county)),
-        Sub::Inst { id, year, .. } => format!("{id} {year}"),
+        Sub::Inst { id, year, .. } | Sub::Zone { id, year, .. } => format!("{id} {year}"),
         Sub::Recog {
             credit, kind, date, ..
         } => format!("{credit} {kind} {date:?}"),
@@ -476,11 +523,47 @@ fn generate(rng: &mut ChaCha8Rng, province: &str, counties: &[String]) -> DataSe
         let county = pick(rng, counties);
         for year in YEARS {
             if rng.random_bool(0.7) {
+                let achievements = rng.random_range(0..4);
+                let transferred = rng.random_range(0..=achievements);
                 subs.push(Sub::Inst {
                     id: format!("I{p}{i}"),
                     year,
                     county: written(rng, &county),
                     rd: amount(rng, 0.0, 300.0),
+                    horizontal: amount(rng, 0.0, 100.0),
+                    counts: [
+                        rng.random_range(0..12),
+                        rng.random_range(0..5),
+                        achievements,
+                        transferred,
+                        rng.random_range(0..=transferred),
+                    ],
+                });
+            }
+        }
+    }
+    for i in 0..rng.random_range(0..3) {
+        let county = pick(rng, counties);
+        for year in YEARS {
+            if rng.random_bool(0.7) {
+                let zero =
+                    |rng: &mut ChaCha8Rng, v: f64| if rng.random_bool(0.1) { 0.0 } else { v };
+                let revenue = amount(rng, 100.0, 9000.0);
+                subs.push(Sub::Zone {
+                    id: format!("Z{p}{i}"),
+                    year,
+                    county: written(rng, &county),
+                    land: amount(rng, 1.0, 5000.0),
+                    revenue: zero(rng, revenue),
+                    value_added: zero(rng, (revenue * 30.0).round() / 100.0),
+                    tax: amount(rng, 0.0, 500.0),
+                    energy: amount(rng, 0.0, 900.0),
+                    rd: amount(rng, 0.0, 300.0),
+                    high_tech_enterprises: if rng.random_bool(0.15) {
+                        0
+                    } else {
+                        rng.random_range(1..60)
+                    },
                 });
             }
         }
@@ -607,6 +690,7 @@ fn perturb(rng: &mut ChaCha8Rng, s: &Sub) -> Sub {
             *investment = bump(rng, *investment);
         }
         Sub::Inst { rd, .. } => *rd = bump(rng, *rd),
+        Sub::Zone { tax, .. } => *tax = bump(rng, *tax),
         Sub::Recog { status, .. } => *status = if *status == "new" { "renewed" } else { "new" },
         Sub::Contract { amount: a, .. } => *a = bump(rng, *a),
         Sub::Ledger {
@@ -659,6 +743,7 @@ struct Current {
     rd: Vec<Sub>,
     econ: Vec<Sub>,
     inst: Vec<Sub>,
+    zones: Vec<Sub>,
     recog: Vec<Sub>,
     contracts: Vec<Sub>,
     ledger: Vec<Sub>,
@@ -698,6 +783,7 @@ fn current_view(versions: &[&Version], divisions: &Divisions) -> Current {
             Sub::Rd { county, .. }
             | Sub::Econ { county, .. }
             | Sub::Inst { county, .. }
+            | Sub::Zone { county, .. }
             | Sub::Recog { county, .. }
             | Sub::Contract { county, .. }
             | Sub::Ledger { county, .. } => *county = current(divisions, county),
@@ -706,6 +792,7 @@ fn current_view(versions: &[&Version], divisions: &Divisions) -> Current {
             Sub::Rd { .. } => out.rd.push(sub),
             Sub::Econ { .. } => out.econ.push(sub),
             Sub::Inst { .. } => out.inst.push(sub),
+            Sub::Zone { .. } => out.zones.push(sub),
             Sub::Recog { .. } => out.recog.push(sub),
             Sub::Contract { .. } => out.contracts.push(sub),
             Sub::Ledger { .. } => out.ledger.push(sub),
@@ -846,11 +933,15 @@ fn reference(cur: &Current, divisions: &Divisions) -> Values {
         .iter()
         .chain(&cur.econ)
         .chain(&cur.inst)
+        .chain(&cur.zones)
         .chain(&cur.contracts)
         .chain(&cur.ledger)
     {
         years.insert(match s {
-            Sub::Rd { year, .. } | Sub::Econ { year, .. } | Sub::Inst { year, .. } => *year,
+            Sub::Rd { year, .. }
+            | Sub::Econ { year, .. }
+            | Sub::Inst { year, .. }
+            | Sub::Zone { year, .. } => *year,
             Sub::Contract { date, .. } | Sub::Ledger { date, .. } => date.0,
             Sub::Recog { .. } => unreachable!(),
         });
@@ -1215,6 +1306,85 @@ fn reference(cur: &Current, divisions: &Divisions) -> Values {
     out
 }
 
+/// The zone and institute indicators of indicators.md, per unit and year:
+/// (year, "unit_type unit_id", indicator) folded into the same map as the
+/// divisions' (month 0).
+fn unit_reference(cur: &Current) -> Values {
+    let mut out = Values::new();
+    let ratio = |n: f64, d: f64| {
+        if d == 0.0 {
+            (None, Some("denominator is zero".to_string()))
+        } else {
+            (Some(n / d), None)
+        }
+    };
+    for z in &cur.zones {
+        let Sub::Zone {
+            id,
+            year,
+            land,
+            revenue,
+            value_added,
+            tax,
+            energy,
+            rd,
+            high_tech_enterprises,
+            ..
+        } = z
+        else {
+            unreachable!()
+        };
+        let mut put = |ind: &str, v: (Option<f64>, Option<String>)| {
+            out.insert((*year, 0, format!("zone {id}"), ind.to_string()), v);
+        };
+        put("value_added_per_mu", ratio(*value_added, *land));
+        put("tax_per_mu", ratio(*tax, *land));
+        put("energy_per_value_added", ratio(*energy, *value_added));
+        put("rd_intensity", ratio(*rd, *revenue));
+        let before = cur.zones.iter().find_map(|p| match p {
+            Sub::Zone {
+                id: i,
+                year: y,
+                high_tech_enterprises: h,
+                ..
+            } if i == id && *y == year - 1 => Some(*h as f64),
+            _ => None,
+        });
+        put(
+            "high_tech_enterprise_growth",
+            match before {
+                None => (None, Some("no previous-year report of the zone".into())),
+                Some(0.0) => (None, Some("previous-year base is zero".into())),
+                Some(b) => (Some(*high_tech_enterprises as f64 / b - 1.0), None),
+            },
+        );
+    }
+    for i in &cur.inst {
+        let Sub::Inst {
+            id,
+            year,
+            horizontal,
+            counts: [researchers, patents, achievements, transferred, landed],
+            ..
+        } = i
+        else {
+            unreachable!()
+        };
+        let f = |x: &i64| *x as f64;
+        let mut put = |ind: &str, v: (Option<f64>, Option<String>)| {
+            out.insert((*year, 0, format!("institute {id}"), ind.to_string()), v);
+        };
+        put(
+            "rd_output_rate",
+            ratio(f(patents) + f(achievements), f(researchers)),
+        );
+        put("transfer_rate", ratio(f(transferred), f(achievements)));
+        put("landing_rate", ratio(f(landed), f(transferred)));
+        put("horizontal_income", (Some(*horizontal), None));
+    }
+    out
+}
+
 // ------------------------------------------------------------ the check --
 
 fn catalog_with(divisions: Divisions) -> std::sync::Arc<Catalog> {
@@ -1265,6 +1435,29 @@ async fn models_values(dir: &Path, sets: &[&DataSet], divisions: &Divisions) -> 
             ),
         );
     }
+    for r in rows_of(
+        &ctx,
+        "select cast(year as varchar), concat(unit_type, ' ', unit_id), indicator_id, \
+         cast(value as varchar), reason from marts.unit_indicators",
+    )
+    .await
+    {
+        out.insert(
+            (r[0].parse().unwrap(), 0, r[1].clone(), r[2].clone()),
+            (
+                (r[3] != "NULL").then(|| r[3].parse().unwrap()),
+                (r[4] != "NULL").then(|| r[4].clone()),
+            ),
+        );
+    }
+    out
+}
+
+/// Both references: the divisions' indicators and the units'.
+fn expected_values(versions: &[&Version], divisions: &Divisions) -> Values {
+    let cur = current_view(versions, divisions);
+    let mut out = reference(&cur, divisions);
+    out.extend(unit_reference(&cur));
     out
 }
 
@@ -1336,7 +1529,7 @@ async fn shrink(dir: &Path, set: &DataSet, divisions: &Divisions, budget: usize)
             runs += 1;
             let m = models_values(dir, &[&candidate], divisions).await;
             let refs: Vec<&Version> = candidate.versions.iter().collect();
-            let r = reference(&current_view(&refs, divisions), divisions);
+            let r = expected_values(&refs, divisions);
             if !differences(&m, &r, "").is_empty() {
                 best = candidate;
             } else {
@@ -1358,6 +1551,17 @@ async fn the_models_agree_with_an_independent_implementation() {
         .unwrap_or(2);
     let tmp = tempfile::tempdir().unwrap();
     let mut checked = 0usize;
+    // How often the rarer rules were exercised (reasons that name them).
+    const PATHS: [&str; 7] = [
+        "counties with data left out",
+        "plain sums over every reporting county",
+        "(latest quarter reported)",
+        "0 over no rows",
+        "no previous-year base for",
+        "is zero",
+        "no GDP reported",
+    ];
+    let mut paths = [0usize; PATHS.len()];
     for round in 0..rounds {
         let seed = 0x5eed_0000 + round;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -1376,7 +1580,7 @@ async fn the_models_agree_with_an_independent_implementation() {
         let refs: Vec<&DataSet> = sets.iter().collect();
         let models = models_values(&tmp.path().join("all"), &refs, &divisions).await;
         let versions: Vec<&Version> = sets.iter().flat_map(|s| &s.versions).collect();
-        let expected = reference(&current_view(&versions, &divisions), &divisions);
+        let expected = expected_values(&versions, &divisions);
         assert!(
             expected.len() > 1000,
             "round {round}: only {} reference values",
@@ -1385,6 +1589,13 @@ async fn the_models_agree_with_an_independent_implementation() {
         let diffs = differences(&models, &expected, "");
         if diffs.is_empty() {
             checked += expected.len();
+            for (_, reason) in expected.values() {
+                for (i, p) in PATHS.iter().enumerate() {
+                    if reason.as_deref().is_some_and(|r| r.contains(p)) {
+                        paths[i] += 1;
+                    }
+                }
+            }
             continue;
         }
         // Find a data set that disagrees on its own, and shrink it.
@@ -1397,14 +1608,14 @@ async fn the_models_agree_with_an_independent_implementation() {
             let alone = tmp.path().join("alone");
             let m = models_values(&alone, &[set], &divisions).await;
             let v: Vec<&Version> = set.versions.iter().collect();
-            let r = reference(&current_view(&v, &divisions), &divisions);
+            let r = expected_values(&v, &divisions);
             if differences(&m, &r, "").is_empty() {
                 continue;
             }
             let small = shrink(&alone, set, &divisions, 60).await;
             let m = models_values(&alone, &[&small], &divisions).await;
             let v: Vec<&Version> = small.versions.iter().collect();
-            let r = reference(&current_view(&v, &divisions), &divisions);
+            let r = expected_values(&v, &divisions);
             let d = differences(&m, &r, "");
             write!(
                 report,
@@ -1421,4 +1632,8 @@ async fn the_models_agree_with_an_independent_implementation() {
         panic!("{report}");
     }
     eprintln!("differential: {checked} indicator values agree over {rounds} rounds");
+    for (p, n) in PATHS.iter().zip(paths) {
+        eprintln!("  {n:>6} values with a reason containing {p:?}");
+        assert!(n > 0, "no generated data set exercised {p:?}");
+    }
 }
