@@ -160,3 +160,36 @@ async fn the_worked_examples_of_the_same_period_rules() {
         "{stdout}"
     );
 }
+
+/// `stmon explain` names the rows behind the city's value: the pool's GDP
+/// and firms at the quarter used, not the left-out county's firm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_lists_the_rows_of_the_period_and_pool_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = build(dir.path()).await;
+    let project = stmon_models::Project::load(&repo().join("sql")).unwrap();
+    let ctx = stmon_models::run::session(&wh, &project).await.unwrap();
+    let e = stmon_models::explain::explain(
+        &ctx,
+        &repo().join("sql/lineage"),
+        "330600",
+        "rd_intensity",
+        2023,
+        10,
+    )
+    .await
+    .unwrap();
+    let keys: Vec<(&str, &str)> = e
+        .inputs
+        .iter()
+        .map(|i| (i[0].as_str(), i[4].as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("enterprise_rd", "91330602MA2HND10A8 2023-06"),
+            ("county_economy", "330602 2023-Q2"),
+        ]
+    );
+    assert_eq!(e.value, Some(0.02));
+}
