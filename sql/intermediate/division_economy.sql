@@ -17,13 +17,7 @@
 --   reported the quarter, in the year and in the year before (the spec's
 --   "over every reporting unit", not a matched sample), with the counts of
 --   counties in each year and in both, for the reason.
-with county_rd as (
-    select year, as_of_month, county_code,
-           sum(rd_expenditure) as rd_expenditure, sum(firms) as firms
-    from intermediate.county_enterprise
-    group by year, as_of_month, county_code
-),
-county_institutes as (
+with county_institutes as (
     select year, county_code, sum(rd_expenditure) as rd_expenditure
     from staging.institute_report
     group by year, county_code
@@ -56,8 +50,8 @@ counties as (
       on c.county_code = a.county_code and c.year = q.year and c.month = q.quarter_month
     left join staging.county_economy cp
       on cp.county_code = a.county_code and cp.year = q.year - 1 and cp.month = q.quarter_month
-    left join county_rd r
-      on r.county_code = a.county_code and r.year = q.year and r.as_of_month = q.quarter_month
+    left join intermediate.division_enterprise r
+      on r.division_code = a.county_code and r.year = q.year and r.as_of_month = q.quarter_month
     left join county_institutes i
       on i.county_code = a.county_code and i.year = q.year
 )

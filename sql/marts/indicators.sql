@@ -177,23 +177,15 @@ changes as (
 -- form at all for the year up to the month, the reason says so (a 0 that
 -- means "nothing sent yet", not a counted zero).
 form_rows as (
-    select p.year, p.as_of_month, a.division_code, 'recognition' as form
-    from staging.recognition r
-    join intermediate.periods p on p.year = r.year and r.month <= p.as_of_month
-    join ref.division_ancestors a on a.county_code = r.county_code
-    group by p.year, p.as_of_month, a.division_code
-    union all
-    select p.year, p.as_of_month, a.division_code, 'tech_contract' as form
-    from staging.tech_contract t
-    join intermediate.periods p on p.year = t.year and t.month <= p.as_of_month
-    join ref.division_ancestors a on a.county_code = t.county_code
-    group by p.year, p.as_of_month, a.division_code
-    union all
-    select p.year, p.as_of_month, a.division_code, 'program_ledger' as form
-    from staging.program_ledger l
-    join intermediate.periods p on p.year = l.year and l.month <= p.as_of_month
-    join ref.division_ancestors a on a.county_code = l.county_code
-    group by p.year, p.as_of_month, a.division_code
+    select p.year, p.as_of_month, a.division_code, f.form
+    from (
+        select 'recognition' as form, year, month, county_code from staging.recognition
+        union all select 'tech_contract', year, month, county_code from staging.tech_contract
+        union all select 'program_ledger', year, month, county_code from staging.program_ledger
+    ) f
+    join intermediate.periods p on p.year = f.year and f.month <= p.as_of_month
+    join ref.division_ancestors a on a.county_code = f.county_code
+    group by p.year, p.as_of_month, a.division_code, f.form
 ),
 cumulative as (
     select g.year, g.as_of_month, g.division_code, g.division_name, g.level, k.indicator_id,

@@ -1106,51 +1106,33 @@ fn reference(cur: &Current, divisions: &Divisions) -> Values {
                 };
                 put("high_tech_investment_growth", v, r);
 
-                // Above-scale industrial ratios.
+                // Above-scale industrial ratios: sums over the firms as of the month.
                 let aisi: Vec<&AsOf> = firms.iter().filter(in_d).filter(|f| f.aisi).collect();
-                let (v, r) = if aisi.is_empty() {
-                    (
-                        None,
-                        Some("no above-scale industrial enterprise reported".to_string()),
-                    )
-                } else {
-                    let den: f64 = aisi.iter().map(|f| f.revenue).sum();
-                    if den == 0.0 {
+                let aisi_ratio = |num: fn(&AsOf) -> f64, den: fn(&AsOf) -> f64, what: &str| {
+                    let d: f64 = aisi.iter().map(|f| den(f)).sum();
+                    if aisi.is_empty() {
                         (
                             None,
-                            Some(
-                                "revenue of above-scale industrial enterprises is zero".to_string(),
-                            ),
+                            Some("no above-scale industrial enterprise reported".to_string()),
+                        )
+                    } else if d == 0.0 {
+                        (
+                            None,
+                            Some(format!(
+                                "{what} of above-scale industrial enterprises is zero"
+                            )),
                         )
                     } else {
-                        (Some(aisi.iter().map(|f| f.rd).sum::<f64>() / den), None)
+                        (Some(aisi.iter().map(|f| num(f)).sum::<f64>() / d), None)
                     }
                 };
+                let (v, r) = aisi_ratio(|f| f.rd, |f| f.revenue, "revenue");
                 put("industrial_rd_ratio", v, r);
-                let (v, r) = if aisi.is_empty() {
-                    (
-                        None,
-                        Some("no above-scale industrial enterprise reported".to_string()),
-                    )
-                } else {
-                    let den: f64 = aisi.iter().map(|f| f.value_added).sum();
-                    if den == 0.0 {
-                        (
-                            None,
-                            Some(
-                                "value added of above-scale industrial enterprises is zero"
-                                    .to_string(),
-                            ),
-                        )
-                    } else {
-                        let num: f64 = aisi
-                            .iter()
-                            .filter(|f| f.high_tech)
-                            .map(|f| f.value_added)
-                            .sum();
-                        (Some(num / den), None)
-                    }
-                };
+                let (v, r) = aisi_ratio(
+                    |f| if f.high_tech { f.value_added } else { 0.0 },
+                    |f| f.value_added,
+                    "value added",
+                );
                 put("high_tech_va_share", v, r);
 
                 // basic_research_growth: every reporting firm, same month a year earlier.

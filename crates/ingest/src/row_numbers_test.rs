@@ -67,52 +67,35 @@ enum Headers {
     FullWidth,
 }
 
-const EN: [&str; 13] = [
-    "period",
-    "zone_id",
-    "name",
-    "level",
-    "county_code",
-    "land_mu",
-    "revenue",
-    "value_added",
-    "tax_revenue",
-    "energy_tce",
-    "rd_expenditure",
-    "high_tech_enterprises",
-    "submitted_at",
-];
-const ZH: [&str; 13] = [
-    "报告期",
-    "园区编号",
-    "园区名称",
-    "级别",
-    "所在区县代码",
-    "用地面积(亩)",
-    "营业收入",
-    "工业增加值",
-    "税收",
-    "综合能耗(吨标准煤)",
-    "R&D经费支出",
-    "高新技术企业数",
-    "填报时间",
-];
-/// Full-width punctuation and letters, padded: they match after NFKC and trimming.
-const FULL: [&str; 13] = [
-    " 报告期",
-    "园区编号 ",
-    "园区名称",
-    "级别",
-    "所在区县代码",
-    "用地面积（亩）",
-    "营业收入",
-    "工业增加值",
-    "税收",
-    "综合能耗（吨标准煤）",
-    "Ｒ＆Ｄ经费支出",
-    "高新技术企业数",
-    "填报时间",
-];
+/// The zone form's required columns, in its order: (English name, Chinese label).
+fn columns() -> Vec<(String, String)> {
+    catalog()
+        .form("zone_report")
+        .expect("zone_report")
+        .columns
+        .iter()
+        .filter(|c| !c.optional)
+        .map(|c| (c.name.clone(), c.label.clone()))
+        .collect()
+}
+
+/// A header cell as a file of the given style writes it. Full-width headers
+/// use full-width punctuation and letters, padded: they match after NFKC and
+/// trimming.
+fn heading(headers: Headers, upper: bool, (name, label): &(String, String)) -> String {
+    match headers {
+        Headers::English if upper => name.to_uppercase(),
+        Headers::English => name.clone(),
+        Headers::Chinese => label.clone(),
+        Headers::FullWidth => format!(
+            " {} ",
+            label
+                .replace('(', "（")
+                .replace(')', "）")
+                .replace("R&D", "Ｒ＆Ｄ")
+        ),
+    }
+}
 
 fn name_strategy() -> impl Strategy<Value = Name> {
     prop_oneof![
@@ -131,7 +114,7 @@ fn line_strategy() -> impl Strategy<Value = Line> {
     ]
 }
 
-/// The cells of one data row (column order of `EN`) whose true line is `line`.
+/// The cells of one data row (the form's column order) whose true line is `line`.
 fn cells(line: u64, bad: bool, name: &Name, eol: &str) -> Vec<String> {
     let name = match name {
         Name::Plain => "甲高新区".to_string(),
@@ -252,12 +235,8 @@ proptest! {
         final_eol in any::<bool>(),
     ) {
         let eol = match ending { Ending::Lf => "\n", Ending::CrLf => "\r\n", Ending::Cr => "\r" };
-        let head: Vec<String> = order.iter().map(|&i| match headers {
-            Headers::English if upper => EN[i].to_uppercase(),
-            Headers::English => EN[i].to_string(),
-            Headers::Chinese => ZH[i].to_string(),
-            Headers::FullWidth => FULL[i].to_string(),
-        }).collect();
+        let columns = columns();
+        let head: Vec<String> = order.iter().map(|&i| heading(headers, upper, &columns[i])).collect();
         let mut text = String::new();
         let mut line = 1u64;
         for _ in 0..leading_blanks {
@@ -303,12 +282,8 @@ proptest! {
     ) {
         let mut wb = rust_xlsxwriter::Workbook::new();
         let sheet = wb.add_worksheet();
-        for (c, h) in (0..13).map(|i| match headers {
-            Headers::English => EN[i],
-            Headers::Chinese => ZH[i],
-            Headers::FullWidth => FULL[i],
-        }).enumerate() {
-            sheet.write_string(header_row, c as u16, h).expect("header");
+        for (c, col) in columns().iter().enumerate() {
+            sheet.write_string(header_row, c as u16, heading(headers, false, col)).expect("header");
         }
         let (mut good, mut bad) = (vec![], vec![]);
         let mut r = header_row;
