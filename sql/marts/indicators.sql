@@ -178,10 +178,11 @@ changes as (
 -- means "nothing sent yet", not a counted zero).
 form_rows as (
     select p.year, p.as_of_month, a.division_code, f.form
+    -- distinct months per county first: a few rows per county, not one per submission
     from (
-        select 'recognition' as form, year, month, county_code from staging.recognition
-        union all select 'tech_contract', year, month, county_code from staging.tech_contract
-        union all select 'program_ledger', year, month, county_code from staging.program_ledger
+        select distinct 'recognition' as form, year, month, county_code from staging.recognition
+        union select distinct 'tech_contract', year, month, county_code from staging.tech_contract
+        union select distinct 'program_ledger', year, month, county_code from staging.program_ledger
     ) f
     join intermediate.periods p on p.year = f.year and f.month <= p.as_of_month
     join ref.division_ancestors a on a.county_code = f.county_code
