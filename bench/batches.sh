@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# A night's fixed cost against the warehouse's history: ingests N small
+# batches (one 4-row enterprise_rd file each, corrections of the same firms)
+# one after another, and prints how long one small batch takes after 10
+# earlier batches and after N, with the raw table's file and log counts.
+#
+#   bench/batches.sh [N]                 (default 1000)
+#   STMON_BIN=target/debug/stmon bench/batches.sh 100
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+N=${1:-1000}
+if [ -z "${STMON_BIN:-}" ]; then
+  cargo build --release --quiet --bin stmon
+  STMON_BIN=$ROOT/target/release/stmon
+fi
+BIN=$STMON_BIN
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+"$BIN" fixtures generate --scale shaoxing --seed 2023 --out "$WORK/data" > /dev/null
+# Every batch's file up front: four rows of one enterprise_rd file, re-dated
+# (batch i submitted i seconds after 2024-03-01), so each is new and a correction.
+python3 - "$WORK/data/submissions/enterprise_rd" "$WORK/in" "$((N + 3))" <<'PY'
+import csv, datetime, io, os, sys
+src, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(out)
+for root, _, names in sorted(os.walk(src)):
+    for name in sorted(names):
+        if name.endswith(".csv"):
+            raw = open(os.path.join(root, name), "rb").read()
+            try:
+                rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+            except UnicodeDecodeError:
+                continue
+            if "submitted_at" in rows[0]:
+                break
+    else:
+        continue
+    break
+header, body, at = rows[0], rows[1:5], rows[0].index("submitted_at")
+start = datetime.datetime(2024, 3, 1)
+for i in range(1, n + 1):
+    with open(os.path.join(out, f"batch-{i}.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in body:
+            r = list(r)
+            r[at] = (start + datetime.timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S")
+            w.writerow(r)
+PY
+ST=(--warehouse "$WORK/wh" --divisions "$WORK/data/divisions.csv")
+one() {
+  local f="$WORK/in/batch-$1.csv"
+  local s e
+  s=$(date +%s.%N)
+  "$BIN" "${ST[@]}" ingest "$f" > "$WORK/last.out" 2>&1
+  e=$(date +%s.%N)
+  echo "$e - $s" | bc
+}
+files() { find "$WORK/wh/raw/enterprise_rd" -name '*.parquet' | wc -l; }
+logs() { find "$WORK/wh/raw/enterprise_rd/_delta_log" -name '*.json' | wc -l; }
+for i in $(seq 1 10); do one "$i" > /dev/null; done
+early=$( (for i in 11 12 13; do one "$i"; done) | awk '{ s += $1 } END { printf "%.2f", s / NR }')
+early_files=$(files)
+for i in $(seq 14 "$N"); do
+  one "$i" > /dev/null
+  if (( i % 100 == 0 )); then echo "… $i batches, raw/enterprise_rd: $(files) Parquet files, $(logs) log entries" >&2; fi
+done
+late=$( (for i in $(seq $((N + 1)) $((N + 3))); do one "$i"; done) | awk '{ s += $1 } END { printf "%.2f", s / NR }')
+printf 'one 4-row batch after %4d batches: %6.2f s  (raw/enterprise_rd: %d Parquet files)\n' 10 "$early" "$early_files"
+printf 'one 4-row batch after %4d batches: %6.2f s  (raw/enterprise_rd: %d Parquet files, %d log entries)\n' "$N" "$late" "$(files)" "$(logs)"
+echo "$late $early" | awk '{ printf "ratio: %.2f×\n", $1 / $2 }'

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# stmon against its peer (bench/peer: a DuckDB script doing the same job on
+# the same files), side by side in one invocation.
+#
+#   bench/scale.sh [shaoxing|province|national]      (default national)
+#
+#   STMON_BIN=target/debug/stmon bench/scale.sh shaoxing   skip the release build
+#   DIR=/big/disk bench/scale.sh national                  where the data and warehouses go
+#   KEEP=1 bench/scale.sh …                                keep the warehouse and the peer's files
+#
+# 1. builds release (unless STMON_BIN), makes the peer's venv (DuckDB pinned in
+#    bench/peer/requirements.txt) and generates the fixtures once (seed 2023);
+# 2. the peer: `load` (every form typed and validated into Parquet plus a
+#    quarantine) and `compute` (marts.indicators with stmon's model SQL);
+# 3. stmon: `stmon ingest` into an empty warehouse, `stmon models run`;
+# 4. compares the two, cell by cell, and the rejected rows: exits 1 if they differ;
+# 5. stmon's nights: `stmon run` with nothing new, then with 1 % of the
+#    enterprise_rd rows as later corrections;
+# 6. prints wall time and peak RSS of each step (/usr/bin/time -v), the ratios
+#    stmon/peer, and the size on disk of both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SCALE=${1:-national}
+case "$SCALE" in shaoxing|province|national) ;; *) echo "usage: bench/scale.sh [shaoxing|province|national]" >&2; exit 2 ;; esac
+DIR=${DIR:-$ROOT/target/bench-$SCALE}
+mkdir -p "$DIR"
+if [ -z "${STMON_BIN:-}" ]; then
+  cargo build --release --quiet --bin stmon
+  STMON_BIN=$ROOT/target/release/stmon
+fi
+BIN=$STMON_BIN
+VENV=$ROOT/target/peer-venv
+if ! "$VENV/bin/python" -c 'import duckdb, yaml, openpyxl' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r bench/peer/requirements.txt
+fi
+PY=$VENV/bin/python
+DATA=$DIR/data
+if [ ! -f "$DATA/divisions.csv" ]; then
+  echo "generating $SCALE fixtures in $DATA …"
+  "$BIN" fixtures generate --scale "$SCALE" --seed 2023 --out "$DATA" > "$DIR/fixtures.txt"
+fi
+ROWS=$(awk '/^wrote/ {gsub(",", "", $4); print $4}' "$DIR/fixtures.txt" 2>/dev/null || echo "?")
+BYTES=$(du -sb "$DATA/submissions" | cut -f1)
+echo "data: $SCALE, ${ROWS} rows, $((BYTES / 1048576)) MiB in $(find "$DATA/submissions" -type f | wc -l) files"
+echo "machine: $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB, $(uname -r); $("$PY" -c 'import duckdb; print("duckdb", duckdb.__version__)'); stmon $("$BIN" --version | cut -d' ' -f2) ($BIN)"
+
+WORK=$DIR/work
+rm -rf "$WORK"
+mkdir -p "$WORK"
+WH=$WORK/wh
+PEER=$WORK/peer
+ST=(--warehouse "$WH" --divisions "$DATA/divisions.csv")
+
+# step LABEL CMD…: runs CMD under /usr/bin/time -v, output to $WORK/LABEL.out;
+# records "LABEL wall_s peak_kb" in $WORK/times.
+step() {
+  local label=$1
+  shift
+  echo "… $label" >&2
+  local rc=0
+  /usr/bin/time -v -o "$WORK/$label.time" "$@" > "$WORK/$label.out" 2>&1 || rc=$?
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; print s}' "$WORK/$label.time")
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/$label.time")
+  echo "$label $wall $rss $rc" >> "$WORK/times"
+  if [ "$rc" -gt 1 ]; then
+    echo "$label exited $rc:" >&2
+    tail -20 "$WORK/$label.out" >&2
+    exit 1
+  fi
+}
+
+step peer_load "$PY" bench/peer/peer.py load --data "$DATA/submissions" --divisions "$DATA/divisions.csv" --out "$PEER"
+step peer_compute "$PY" bench/peer/peer.py compute --divisions "$DATA/divisions.csv" --out "$PEER"
+step stmon_ingest "$BIN" "${ST[@]}" ingest "$DATA/submissions"
+step stmon_models "$BIN" "${ST[@]}" models run
+
+"$BIN" "${ST[@]}" sql --format csv -c \
+  "select year, as_of_month, division_code, indicator_id, value, numerator, denominator, reason from marts.indicators" > "$WORK/stmon-indicators.csv"
+"$BIN" "${ST[@]}" sql --format csv -c \
+  "select replace(file, '$DATA/submissions/', '') as file, row_number from audit.quarantine" > "$WORK/stmon-quarantine.csv"
+compare=0
+"$PY" bench/peer/peer.py compare --out "$PEER" --stmon "$WORK/stmon-indicators.csv" \
+  --stmon-quarantine "$WORK/stmon-quarantine.csv" > "$WORK/compare.out" || compare=1
+
+# The nights: the pipeline's data steps over an inbox holding the same files.
+mkdir -p "$WORK/inbox"
+cp -r "$DATA/submissions/." "$WORK/inbox/"
+cat > "$WORK/pipeline.yaml" <<YAML
+name: bench-$SCALE
+year: 2023
+inbox: $WORK/inbox
+steps: [${STEPS:-ingest, models, tests}]
+YAML
+step night_nothing_new "$BIN" "${ST[@]}" run "$WORK/pipeline.yaml"
+NEW=$("$PY" bench/peer/peer.py corrections --data "$DATA/submissions" --share 0.01 --out "$WORK/inbox/night-corrections.csv")
+step night_1pct "$BIN" "${ST[@]}" run "$WORK/pipeline.yaml"
+
+# Report.
+t() { awk -v l="$1" '$1 == l {print $2}' "$WORK/times"; }
+m() { awk -v l="$1" '$1 == l {printf "%d", $3 / 1024}' "$WORK/times"; }
+r() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f×", $1 / $2; else print "–" }'; }
+full=$(echo "$(t stmon_ingest) $(t stmon_models)" | awk '{print $1 + $2}')
+peer_bytes=$(du -sb "$PEER/raw" | cut -f1)
+peer_files=$(find "$PEER/raw" -type f | wc -l)
+wh_bytes=$(du -sb "$WH" | cut -f1)
+wh_files=$(find "$WH" -type f -name '*.parquet' | wc -l)
+echo
+printf '%-34s %10s %10s   %s\n' "step" "wall s" "peak MiB" "stmon/peer"
+printf '%-34s %10.1f %10d\n' "peer load (validated, to Parquet)" "$(t peer_load)" "$(m peer_load)"
+printf '%-34s %10.1f %10d   %s\n' "stmon ingest (empty warehouse)" "$(t stmon_ingest)" "$(m stmon_ingest)" "$(r "$(t stmon_ingest)" "$(t peer_load)")"
+printf '%-34s %10.1f %10d\n' "peer compute (marts.indicators)" "$(t peer_compute)" "$(m peer_compute)"
+printf '%-34s %10.1f %10d   %s\n' "stmon models run" "$(t stmon_models)" "$(m stmon_models)" "$(r "$(t stmon_models)" "$(t peer_compute)")"
+printf '%-34s %10.1f %10d   %s of the full run\n' "stmon run, nothing new" "$(t night_nothing_new)" "$(m night_nothing_new)" "$(r "$(t night_nothing_new)" "$full")"
+printf '%-34s %10.1f %10d   %s of the full run\n' "stmon run, 1 % new ($NEW rows)" "$(t night_1pct)" "$(m night_1pct)" "$(r "$(t night_1pct)" "$full")"
+printf '%-34s %10d MiB in %d Parquet files\n' "on disk: peer" "$((peer_bytes / 1048576))" "$peer_files"
+printf '%-34s %10d MiB in %d Parquet files   %s\n' "on disk: stmon warehouse" "$((wh_bytes / 1048576))" "$wh_files" "$(r "$wh_bytes" "$peer_bytes")"
+cat "$WORK/compare.out"
+if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; fi
+exit $compare
