@@ -32,11 +32,11 @@ pub struct Args {
     /// Rows buffered per table before a Delta append (bounds memory).
     #[arg(long, default_value_t = 400_000)]
     pub commit_rows: usize,
-    /// Versions of touched units per slice of the checks after loading
-    /// (conflicts, corrections, year-to-date). Bounds their memory; a first
-    /// load of millions of rows is checked in several slices, one after another.
-    #[arg(long, default_value_t = 500_000)]
-    pub check_bucket_rows: u64,
+    /// Memory (MiB) the checks after loading (conflicts, corrections,
+    /// year-to-date) may hold: they sort the versions of the units the batch
+    /// touches and spill to the OS temp folder beyond this.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub check_memory_mb: usize,
 }
 
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -45,7 +45,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let mut req = IngestRequest::new(args.paths.clone());
     req.form = args.form.clone();
     req.commit_rows = args.commit_rows.max(1);
-    req.check_bucket_rows = args.check_bucket_rows.max(1);
+    req.check_memory = args.check_memory_mb.max(16) << 20;
     let bar = ProgressBar::hidden();
     if super::console_is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());

@@ -397,7 +397,7 @@ async fn step_ingest(c: &Ctx<'_>) -> StepResult {
     let (paths, _tmp) = inbox_paths(c.wh, &c.pipeline.inbox).await?;
     let mut req = IngestRequest::new(paths);
     req.commit_rows = c.pipeline.ingest.commit_rows.max(1);
-    req.check_bucket_rows = c.pipeline.ingest.check_bucket_rows.max(1);
+    req.check_memory = c.pipeline.ingest.check_memory_mb.max(16) << 20;
     let bar = bar(
         c.terminal,
         "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",

@@ -142,35 +142,69 @@ async fn re_ingesting_the_same_files_changes_nothing() {
         .starts_with("already ingested in batch b"));
 }
 
-/// The checks after loading run in slices of units when a batch touches many
-/// rows (`check_bucket_rows`). Slicing must not change a single answer: the
-/// same history checked in one slice and in one slice per row gives the same
-/// corrections, conflicts, year-to-date warnings and current view.
+/// The checks after loading sort the versions of the touched units and spill
+/// the sort to disk beyond `check_memory`. Spilling must not change a single
+/// answer: the same history checked with room to spare and with 16 MiB
+/// gives the same corrections, conflicts, year-to-date warnings and current view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checks_in_slices_give_the_same_answers_as_in_one() {
+async fn checks_that_spill_give_the_same_answers_as_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let later = dir.path().join("later.csv");
     std::fs::write(&later, "period,credit_code,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,submitted_at\n\
         2023-05,91330683MA2BCD006K,330683,C39,Y,Y,700,15,2023-06-05 09:00\n\
         2023-04,91330603MA2BCD008X,330603,C39,Y,Y,1000,36,2023-06-01 09:00\n").unwrap();
+    // Enough rows that a few MiB make the sort spill: 10,000 units with an
+    // April report, then May (lower revenue: a warning each), every 10th
+    // April corrected, every 50th May in conflict with itself.
+    let header = "period,credit_code,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,submitted_at\n";
+    let code = |i: u32| stmon_core::credit_code::complete(&format!("91330602MA{i:07}")).unwrap();
+    let (mut april, mut may) = (header.to_string(), header.to_string());
+    for i in 0..10_000 {
+        let c = code(i);
+        april.push_str(&format!(
+            "2023-04,{c},330602,C39,Y,N,1000,10,2023-05-05 09:00\n"
+        ));
+        may.push_str(&format!(
+            "2023-05,{c},330602,C39,Y,N,900,12,2023-06-05 09:00\n"
+        ));
+        if i % 10 == 0 {
+            may.push_str(&format!(
+                "2023-04,{c},330602,C39,Y,N,1100,11,2023-06-01 09:00\n"
+            ));
+        }
+        if i % 50 == 0 {
+            may.push_str(&format!(
+                "2023-05,{c},330602,C39,Y,N,901,12,2023-06-05 09:00\n"
+            ));
+        }
+    }
+    let (bulk_april, bulk_may) = (
+        dir.path().join("bulk_april.csv"),
+        dir.path().join("bulk_may.csv"),
+    );
+    std::fs::write(&bulk_april, april).unwrap();
+    std::fs::write(&bulk_may, may).unwrap();
     let history = [
-        vec![case("enterprise_rd/correction_1_original.csv")],
+        vec![case("enterprise_rd/correction_1_original.csv"), bulk_april],
         vec![
             case("enterprise_rd/correction_2_revised.csv"),
             case("enterprise_rd/conflict.csv"),
             case("enterprise_rd/ytd_decrease.csv"),
             case("enterprise_rd/valid_english.csv"),
+            bulk_may,
         ],
         vec![later],
     ];
     let mut outcomes = Vec::new();
-    for (name, bucket_rows) in [("one", 1_000_000), ("many", 1)] {
+    for (name, check_memory) in [("roomy", 512 << 20), ("tight", 16 << 20)] {
         let wh = warehouse(&dir.path().join(name));
         let mut counts = Vec::new();
+        let mut spilled = 0;
         for paths in &history {
             let mut req = IngestRequest::new(paths.clone());
-            req.check_bucket_rows = bucket_rows;
+            req.check_memory = check_memory;
             let r = wh.ingest(&req, &|_| {}).await.expect("ingest runs");
+            spilled += r.check_spilled_bytes;
             let s = &r.forms["enterprise_rd"];
             counts.push((s.accepted, s.corrected, s.rejected, s.warnings));
         }
@@ -184,6 +218,12 @@ async fn checks_in_slices_give_the_same_answers_as_in_one() {
             "select credit_code, period, rd_expenditure from current.enterprise_rd order by 1, 2",
         )
         .await;
+        // The tight run must really have spilled, or the comparison is idle.
+        assert_eq!(
+            spilled > 0,
+            name == "tight",
+            "{name}: spilled {spilled} bytes"
+        );
         outcomes.push((counts, quarantine(&wh).await, warnings, current));
     }
     let (counts, quarantined, warnings, _) = &outcomes[0];

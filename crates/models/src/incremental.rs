@@ -181,7 +181,7 @@ pub async fn content_hash(ctx: &SessionContext, table: &str) -> Result<String> {
     while let Some(batch) = stream.next().await {
         let rows = converter.convert_columns(batch?.columns())?;
         for r in rows.iter() {
-            sum = sum.wrapping_add(stmon_warehouse::bucket::hash64(r.as_ref()));
+            sum = sum.wrapping_add(stmon_warehouse::hash::hash64(r.as_ref()));
             count += 1;
         }
     }

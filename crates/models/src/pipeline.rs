@@ -68,15 +68,16 @@ struct Raw {
 pub struct IngestOptions {
     #[serde(default = "default_commit_rows")]
     pub commit_rows: usize,
-    #[serde(default = "default_check_bucket_rows")]
-    pub check_bucket_rows: u64,
+    /// MiB the checks after loading may hold before their sort spills.
+    #[serde(default = "default_check_memory_mb")]
+    pub check_memory_mb: usize,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
         IngestOptions {
             commit_rows: default_commit_rows(),
-            check_bucket_rows: default_check_bucket_rows(),
+            check_memory_mb: default_check_memory_mb(),
         }
     }
 }
@@ -84,8 +85,8 @@ impl Default for IngestOptions {
 fn default_commit_rows() -> usize {
     400_000
 }
-fn default_check_bucket_rows() -> u64 {
-    500_000
+fn default_check_memory_mb() -> usize {
+    512
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

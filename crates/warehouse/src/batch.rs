@@ -3,9 +3,9 @@
 //! ```text
 //!  recover ─▶ probe files ─▶ stream rows ─▶ conflicts & ─▶ commit audit/batches
 //!  (delete rows  (sha256: skip   (raw/<form>,   corrections    (one Delta commit:
-//!  of batches    what a past     audit/*:       (SQL over      the batch now
-//!  never         batch already   appended in    raw, this      exists for every
-//!  committed)    committed)      chunks)        batch + past)  reader)
+//!  of batches    what a past     audit/*:       (one sorted    the batch now
+//!  never         batch already   appended in    pass over the  exists for every
+//!  committed)    committed)      chunks)        touched units) reader)
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 use stmon_ingest::{Diagnostic, FileOutcome, Probe, Severity};
-use stmon_schema::{ColumnType, Form, Frequency};
+use stmon_schema::Form;
 use tokio::runtime::Handle;
 
 use crate::tables::{batches_schema, diagnostics_schema, TableId, Warehouse};
@@ -33,9 +33,9 @@ pub struct IngestRequest {
     pub chunk_rows: usize,
     /// Rows buffered per table before a Delta append (bounds memory).
     pub commit_rows: usize,
-    /// Rows (versions of touched units) per bucket of the checks after loading;
-    /// bounds their memory (see [`crate::bucket`]).
-    pub check_bucket_rows: u64,
+    /// Bytes the checks after loading may hold (their sort spills to disk
+    /// beyond it; see [`crate::checks`]).
+    pub check_memory: usize,
 }
 
 impl IngestRequest {
@@ -45,7 +45,7 @@ impl IngestRequest {
             form: None,
             chunk_rows: 16_384,
             commit_rows: 400_000,
-            check_bucket_rows: 500_000,
+            check_memory: 512 << 20,
         }
     }
 }
@@ -87,6 +87,9 @@ pub struct BatchReport {
     pub forms: BTreeMap<String, FormSummary>,
     /// Batches that an interrupted run left behind and this run removed.
     pub recovered: Vec<String>,
+    /// Bytes the checks after loading spilled to disk (their memory limit was
+    /// reached; see [`IngestRequest::check_memory`]).
+    pub check_spilled_bytes: u64,
 }
 
 impl BatchReport {
@@ -378,7 +381,7 @@ impl Warehouse {
             .filter(|f| f.status == "unreadable")
             .map(|f| f.sha256.clone())
             .collect();
-        let ctx = self.session().await?;
+        let ctx = self.session_with_memory(req.check_memory).await?;
         let mut conflicts: Vec<Diagnostic> = Vec::new();
         let mut conflict_rows: HashMap<String, u64> = HashMap::new();
         let mut corrected: HashMap<String, u64> = HashMap::new();
@@ -389,26 +392,26 @@ impl Warehouse {
             .values()
             .filter(|f| touched.contains(&f.name))
         {
-            let n = buckets_for(&ctx, form, &batch_id, &failed, req.check_bucket_rows).await?;
-            tracing::info!(form = %form.name, buckets = n, "checking");
-            for i in 0..n {
-                let bucket = Bucket { n, i };
-                for d in find_conflicts(&ctx, form, &batch_id, &failed, bucket).await? {
-                    if d.1 {
-                        *conflict_rows.entry(d.0.sha256.clone()).or_default() += 1;
-                    }
-                    conflicts.push(d.0);
+            let first_load =
+                query_strings(&ctx, &format!("select 1 from raw.{} limit 1", form.name))
+                    .await?
+                    .is_empty();
+            let found =
+                crate::checks::check_form(&ctx, form, &batch_id, &failed, first_load).await?;
+            tracing::info!(form = %form.name, first_load, spilled_bytes = found.spilled_bytes, elapsed = ?t.elapsed(), "checked");
+            report.check_spilled_bytes += found.spilled_bytes;
+            for (d, mine) in found.conflicts {
+                if mine {
+                    *conflict_rows.entry(d.sha256.clone()).or_default() += 1;
                 }
-                let sql = corrections_sql(form, &batch_id, &failed, bucket);
-                for (sha, n) in query_pairs(&ctx, &sql).await? {
-                    *corrected.entry(sha).or_default() += n.parse::<u64>().unwrap_or(0);
-                }
-                if let Some(sql) = ytd_decrease_sql(form, &batch_id, &failed, bucket) {
-                    ytd_warnings.extend(ytd_decreases(&ctx, form, &sql).await?);
-                }
+                conflicts.push(d);
             }
+            for (sha, n) in found.corrected {
+                *corrected.entry(sha).or_default() += n;
+            }
+            ytd_warnings.extend(found.ytd_warnings);
         }
-        // Buckets split files: restore the order of files and rows.
+        // Units were checked in key order: restore the order of files and rows.
         let order = |d: &Diagnostic| (d.file.clone(), d.row, d.column.clone());
         conflicts.sort_by_key(order);
         ytd_warnings.sort_by_key(order);
@@ -550,279 +553,6 @@ fn skipped_file(path: PathBuf, probe: &Probe, message: String) -> FileReport {
         outcome: FileOutcome::default(),
         corrected: 0,
     }
-}
-
-/// Every version that counts (the committed ones and this batch's, less files
-/// that failed half-way) of the units this batch touches. A unit is the key
-/// without its period, so that the previous period of a year-to-date series
-/// is there too. Restricting to touched units keeps the checks proportional to
-/// the batch on a nightly run, not to the warehouse.
-fn versions_of(form: &Form, batch_id: &str, failed: &[String], bucket: Bucket) -> String {
-    let failed: String = failed
-        .iter()
-        .map(|s| format!(" and _source_sha256 <> '{s}'"))
-        .collect();
-    let unit: Vec<&String> = form.key.iter().filter(|k| *k != "period").collect();
-    let cols: Vec<String> = unit.iter().map(|k| k.to_string()).collect();
-    let on: Vec<String> = unit.iter().map(|k| format!("v.{k} = k.{k}")).collect();
-    format!(
-        "select v.* from (select * from raw.{0} union all select * from delta.raw_{0} where _batch_id = '{batch_id}'{failed}) v \
-         join (select distinct {cols} from delta.raw_{0} where _batch_id = '{batch_id}'{failed}{k_bucket}) k on {on}{v_bucket}",
-        form.name,
-        cols = cols.join(", "),
-        on = on.join(" and "),
-        k_bucket = bucket.filter(form, "and", None),
-        v_bucket = bucket.filter(form, " where", Some("v")),
-    )
-}
-
-/// One of `n` slices of the units a batch touches (see [`crate::bucket`]).
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    n: u64,
-    i: u64,
-}
-
-impl Bucket {
-    const ALL: Bucket = Bucket { n: 1, i: 0 };
-
-    /// ` {conj} unit_bucket(<unit of alias>, n) = i`, or nothing for one bucket.
-    fn filter(self, form: &Form, conj: &str, alias: Option<&str>) -> String {
-        if self.n <= 1 {
-            return String::new();
-        }
-        let prefix = alias.map(|a| format!("{a}.")).unwrap_or_default();
-        let unit: Vec<String> = form
-            .key
-            .iter()
-            .filter(|k| *k != "period")
-            .map(|k| format!("cast({prefix}{k} as varchar)"))
-            .collect();
-        format!(
-            " {conj} {}(concat_ws('|', {}), {}) = {}",
-            crate::bucket::NAME,
-            unit.join(", "),
-            self.n,
-            self.i
-        )
-    }
-}
-
-/// How many buckets the checks of `form` need to hold at most `bucket_rows`
-/// versions each (on average: a unit's versions are never split).
-async fn buckets_for(
-    ctx: &SessionContext,
-    form: &Form,
-    batch_id: &str,
-    failed: &[String],
-    bucket_rows: u64,
-) -> Result<u64> {
-    let sql = format!(
-        "select count(*) from ({})",
-        versions_of(form, batch_id, failed, Bucket::ALL)
-    );
-    let rows: u64 = query_strings(ctx, &sql)
-        .await?
-        .first()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok(rows.div_ceil(bucket_rows.max(1)).max(1))
-}
-
-/// Rows in `(key, submitted_at)` groups whose versions disagree, where the group
-/// involves this batch. The flag says whether the row belongs to this batch.
-async fn find_conflicts(
-    ctx: &SessionContext,
-    form: &Form,
-    batch_id: &str,
-    failed: &[String],
-    bucket: Bucket,
-) -> Result<Vec<(Diagnostic, bool)>> {
-    let key = form.key.join(", ");
-    let on: Vec<String> = form.key.iter().map(|k| format!("v.{k} = g.{k}")).collect();
-    let key_text: Vec<String> = form
-        .key
-        .iter()
-        .map(|k| format!("'{k}=', cast(v.{k} as varchar)"))
-        .collect();
-    let sql = format!(
-        "with v as ({versions}),\n\
-         g as (select {key}, submitted_at, min(_row_hash) <> max(_row_hash) as differ,\n\
-                 min(case when _batch_id <> '{batch_id}' then _row_hash end) = max(case when _batch_id <> '{batch_id}' then _row_hash end) as old_agreed,\n\
-                 max(case when _batch_id = '{batch_id}' then 1 else 0 end) as touches\n\
-               from v group by {key}, submitted_at)\n\
-         select v._source_file, v._source_sha256, v._row_number, concat({key_text}) as k,\n\
-                cast(v.submitted_at as varchar) as at, case when v._batch_id = '{batch_id}' then 1 else 0 end as mine\n\
-         from v join g on {on} and v.submitted_at = g.submitted_at\n\
-         where g.differ and g.touches = 1 and (v._batch_id = '{batch_id}' or coalesce(g.old_agreed, false))\n\
-         order by v._source_file, v._row_number",
-        versions = versions_of(form, batch_id, failed, bucket),
-        key_text = key_text.join(", ', ', "),
-        on = on.join(" and "),
-    );
-    let batches = ctx.sql(&sql).await?.collect().await?;
-    let mut out = Vec::new();
-    for b in batches {
-        let (file, sha, rows, key, at, mine) = (
-            text(&b, 0)?,
-            text(&b, 1)?,
-            text(&b, 2)?,
-            text(&b, 3)?,
-            text(&b, 4)?,
-            text(&b, 5)?,
-        );
-        for i in 0..b.num_rows() {
-            out.push((
-                Diagnostic {
-                    severity: Severity::Rejected,
-                    file: file.value(i).to_string(),
-                    sha256: sha.value(i).to_string(),
-                    form: Some(form.name.clone()),
-                    row: rows.value(i).parse().ok(),
-                    column: None,
-                    value: Some(format!("{} submitted_at={}", key.value(i), at.value(i))),
-                    reason: "conflict: another row with the same key and submitted_at has different values; both are rejected and the previous version stays current".into(),
-                },
-                mine.value(i) == "1",
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// Per file of this batch: accepted rows that replace an earlier version of their key.
-fn corrections_sql(form: &Form, batch_id: &str, failed: &[String], bucket: Bucket) -> String {
-    let key = form.key.join(", ");
-    let on = |a: &str, b: &str| {
-        form.key
-            .iter()
-            .map(|k| format!("{a}.{k} = {b}.{k}"))
-            .collect::<Vec<_>>()
-            .join(" and ")
-    };
-    format!(
-        "with v as ({versions}),\n\
-         ok as (select {key}, submitted_at from v group by {key}, submitted_at having min(_row_hash) = max(_row_hash)),\n\
-         agreed as (select v.* from v join ok on {on_ok} and v.submitted_at = ok.submitted_at),\n\
-         first as (select {key}, min(submitted_at) as first_at from agreed group by {key})\n\
-         select t._source_sha256, cast(count(*) as varchar) from agreed t join first f on {on_f}\n\
-         where t._batch_id = '{batch_id}' and t.submitted_at > f.first_at group by t._source_sha256",
-        versions = versions_of(form, batch_id, failed, bucket),
-        on_ok = on("v", "ok"),
-        on_f = on("t", "f"),
-    )
-}
-
-/// For year-to-date forms (monthly, quarterly): rows of this batch, in the
-/// current view, whose cumulative amount or count is lower than the same
-/// unit's value for the previous period of the same year. Accepted, with a
-/// warning: a revision downwards is possible, but worth a look.
-fn ytd_decrease_sql(
-    form: &Form,
-    batch_id: &str,
-    failed: &[String],
-    bucket: Bucket,
-) -> Option<String> {
-    let prev = match form.frequency {
-        Frequency::Monthly => "case when cast(substr(t.period, 6, 2) as int) > 1 then concat(substr(t.period, 1, 5), lpad(cast(cast(substr(t.period, 6, 2) as int) - 1 as varchar), 2, '0')) end",
-        Frequency::Quarterly => "case when cast(substr(t.period, 7, 1) as int) > 1 then concat(substr(t.period, 1, 6), cast(cast(substr(t.period, 7, 1) as int) - 1 as varchar)) end",
-        _ => return None,
-    };
-    if !form.is_key("period") {
-        return None;
-    }
-    let unit: String = form
-        .key
-        .iter()
-        .filter(|k| *k != "period")
-        .map(|k| format!("t.{k} = p.{k}"))
-        .collect::<Vec<_>>()
-        .join(" and ");
-    let measures = ytd_measures(form);
-    if measures.is_empty() {
-        return None;
-    }
-    let pairs: Vec<String> = measures
-        .iter()
-        .map(|m| format!("cast(t.{m} as varchar), cast(p.{m} as varchar), t.{m} < p.{m}"))
-        .collect();
-    let any_lower: Vec<String> = measures.iter().map(|m| format!("t.{m} < p.{m}")).collect();
-    // The previous period's latest version of each unit, measures only: a
-    // narrow aggregate, so that even a first load of the whole country stays
-    // within memory (the wide current view joined to itself did not).
-    let unit_cols: Vec<&String> = form.key.iter().filter(|k| *k != "period").collect();
-    let latest: Vec<String> = measures
-        .iter()
-        .map(|m| format!("first_value({m} order by submitted_at desc) as {m}"))
-        .collect();
-    let failed_clause: String = failed
-        .iter()
-        .map(|s| format!(" and _source_sha256 <> '{s}'"))
-        .collect();
-    Some(format!(
-        "with p as (select {units}, period, {latest} from ({versions}) v where not coalesce(withdrawn, false) group by {units}, period),\n\
-         t as (select * from delta.raw_{form} where _batch_id = '{batch_id}'{failed_clause} and not coalesce(withdrawn, false){t_bucket})\n\
-         select t._source_file, t._source_sha256, t._row_number, p.period, {pairs}\n\
-         from t join p on {unit} and p.period = {prev}\n\
-         where {any}\n\
-         order by 1, 3",
-        units = unit_cols.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
-        latest = latest.join(", "),
-        versions = versions_of(form, batch_id, failed, bucket),
-        t_bucket = bucket.filter(form, "and", None),
-        form = form.name,
-        pairs = pairs.join(", "),
-        any = any_lower.join(" or "),
-    ))
-}
-
-/// The cumulative quantities of a year-to-date form: its amounts, counts and decimals.
-fn ytd_measures(form: &Form) -> Vec<&str> {
-    form.columns
-        .iter()
-        .filter(|c| {
-            matches!(
-                c.ty,
-                ColumnType::Amount | ColumnType::Count | ColumnType::Decimal
-            )
-        })
-        .map(|c| c.name.as_str())
-        .collect()
-}
-
-async fn ytd_decreases(ctx: &SessionContext, form: &Form, sql: &str) -> Result<Vec<Diagnostic>> {
-    let measures = ytd_measures(form);
-    let mut out = Vec::new();
-    for b in ctx.sql(sql).await?.collect().await? {
-        let cols: Vec<StringArray> = (0..b.num_columns())
-            .map(|i| text(&b, i))
-            .collect::<Result<_>>()?;
-        for i in 0..b.num_rows() {
-            let v = |c: usize| cols[c].value(i).to_string();
-            for (k, m) in measures.iter().enumerate() {
-                let (now, before, lower) = (4 + 3 * k, 5 + 3 * k, 6 + 3 * k);
-                if v(lower) != "true" {
-                    continue;
-                }
-                out.push(Diagnostic {
-                    severity: Severity::Warning,
-                    file: v(0),
-                    sha256: v(1),
-                    form: Some(form.name.clone()),
-                    row: v(2).parse().ok(),
-                    column: Some(m.to_string()),
-                    value: Some(v(now)),
-                    reason: format!(
-                        "year-to-date {m} ({}) is lower than for {} ({})",
-                        v(now),
-                        v(3),
-                        v(before)
-                    ),
-                });
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn batches_batch(

@@ -38,8 +38,9 @@
 //! ```
 
 mod batch;
-pub mod bucket;
 pub mod checkpoint;
+mod checks;
+pub mod hash;
 pub mod lock;
 mod session;
 mod tables;

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::prelude::SessionContext;
 use stmon_schema::Form;
 
@@ -17,7 +18,7 @@ use crate::{Error, Result};
 
 /// Rows of a file count only when its batch committed it as `loaded`: a file
 /// that failed half-way (`unreadable`) keeps none of the rows it had yielded.
-const LOADED_FILES: &str =
+pub(crate) const LOADED_FILES: &str =
     "(select batch_id, sha256 from delta.audit_batches where status = 'loaded')";
 
 /// SQL of the current view of a form over a relation of its raw rows.
@@ -109,10 +110,42 @@ fn ensure_schemas(ctx: &SessionContext) -> Result<()> {
 impl Warehouse {
     /// A session with every warehouse table and view registered.
     pub async fn session(&self) -> Result<SessionContext> {
+        self.session_with_memory(None).await
+    }
+
+    /// A session whose queries may hold at most `limit` bytes in the operators
+    /// that track memory (sorts and aggregates spill to the OS temp folder
+    /// beyond it; others fail with "resources exhausted"). `None`: no limit.
+    pub async fn session_with_memory(
+        &self,
+        limit: impl Into<Option<usize>>,
+    ) -> Result<SessionContext> {
+        let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+        let mut config = datafusion::prelude::SessionConfig::new();
+        if let Some(limit) = limit.into() {
+            // Fair: each spilling operator (a sort per partition) gets its share.
+            let pool = TrackConsumersPool::new(
+                FairSpillPool::new(limit),
+                std::num::NonZeroUsize::new(5).expect("five"),
+            );
+            runtime = runtime.with_memory_pool(Arc::new(pool));
+            // A sort keeps this much back for merging its spilled runs.
+            // What a sort keeps back to merge its spilled runs, and rows per
+            // batch: a sort must hold twice a batch before it can spill
+            // anything, and its fair share is about limit / 8 (up to four
+            // partitions, each a sort and a repartition). At 512 MiB: 8 MiB
+            // and 8,192 rows; at 16 MiB: 256 KiB and 1,024 rows (about
+            // 700 bytes a row in the ingest checks).
+            config = config
+                .with_sort_spill_reservation_bytes((limit / 64).min(16 << 20))
+                .with_batch_size((limit >> 14).clamp(256, 8192));
+        }
         // Delta's planner too, so that a plan of this session can be written
         // to a Delta table (`WriteBuilder::with_input_plan`).
         let state = datafusion::execution::SessionStateBuilder::new()
             .with_default_features()
+            .with_config(config)
+            .with_runtime_env(runtime.build_arc()?)
             .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
             .build();
         let ctx = SessionContext::new_with_state(state);
@@ -122,7 +155,6 @@ impl Warehouse {
 
     /// Registers the tables and views into an existing session.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
-        ctx.register_udf(crate::bucket::udf());
         for id in self.ingest_tables().into_keys() {
             self.register_physical(ctx, &id).await?;
         }
