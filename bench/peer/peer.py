@@ -499,23 +499,17 @@ def cmd_load(args):
 
 
 def current_view_sql(form, raw):
-    """stmon's current view (crates/warehouse/src/session.rs), the same SQL."""
+    """stmon's current view (crates/warehouse/src/session.rs), the same SQL but
+    for DataFusion's `first_value(x order by y desc)`, DuckDB's `arg_max(x, y)`."""
     key = ", ".join(form["key"])
-
-    def on(a, b, extra):
-        return " and ".join(f"{a}.{k} = {b}.{k}" for k in form["key"] + extra)
-
+    on = " and ".join(f"a.{k} = p.{k}" for k in form["key"])
     cols = ", ".join(f"a.{c['name']}" for c in form["columns"])
     return (
-        f"with v as (select * from {raw}),\n"
-        f"ok as (select {key}, submitted_at from v group by {key}, submitted_at having min(_row_hash) = max(_row_hash)),\n"
-        f"agreed as (select v.* from ok join v on {on('v', 'ok', ['submitted_at'])}),\n"
-        f"latest as (select {key}, max(submitted_at) as submitted_at from agreed group by {key}),\n"
-        f"at_latest as (select a.*, concat(a._batch_id, '|', lpad(cast(a._row_number as varchar), 12, '0'), '|', a._source_sha256) as _pick\n"
-        f"   from latest l join agreed a on {on('a', 'l', ['submitted_at'])}),\n"
-        f"pick as (select {key}, min(_pick) as _pick from at_latest group by {key})\n"
+        f"with v as (select *, concat(_batch_id, '|', lpad(cast(_row_number as varchar), 12, '0'), '|', _source_sha256) as _pick from {raw}),\n"
+        f"g as (select {key}, submitted_at, min(_row_hash) = max(_row_hash) as _agree, min(_pick) as _pick from v group by {key}, submitted_at),\n"
+        f"p as (select {key}, arg_max(_pick, submitted_at) filter (where _agree and submitted_at is not null) as _pick from g group by {key})\n"
         f"select {cols}, a._row_hash, a._batch_id, a._source_file, a._source_sha256, a._row_number\n"
-        f"from pick p join at_latest a on {on('a', 'p', ['_pick'])}\n"
+        f"from p join v a on {on} and a._pick = p._pick\n"
         f"where not coalesce(a.withdrawn, false)"
     )
 

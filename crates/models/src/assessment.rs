@@ -497,6 +497,7 @@ pub async fn write_delta(wh: &Warehouse, a: &Assessment, fingerprint: Option<&st
             .await?;
         let mut write = table
             .write(vec![batch])
+            .with_writer_properties(stmon_warehouse::writer_properties())
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite);
         if let Some(fp) = fingerprint {

@@ -308,6 +308,7 @@ impl Build<'_> {
                 table
                     .write(Vec::<RecordBatch>::new())
                     .with_input_plan(df.logical_plan().clone())
+                    .with_writer_properties(stmon_warehouse::writer_properties())
                     .with_session_state(Arc::new(ctx.state()))
                     .with_save_mode(SaveMode::Overwrite)
                     .with_schema_mode(SchemaMode::Overwrite)
@@ -327,6 +328,7 @@ impl Build<'_> {
                 table
                     .write(Vec::<RecordBatch>::new())
                     .with_input_plan(df.logical_plan().clone())
+                    .with_writer_properties(stmon_warehouse::writer_properties())
                     .with_session_state(Arc::new(ctx.state()))
                     .with_save_mode(SaveMode::Append)
                     .with_commit_properties(props)
@@ -352,6 +354,7 @@ impl Build<'_> {
                 table
                     .write(Vec::<RecordBatch>::new())
                     .with_input_plan(df.logical_plan().clone())
+                    .with_writer_properties(stmon_warehouse::writer_properties())
                     .with_session_state(Arc::new(sub.state()))
                     .with_save_mode(SaveMode::Overwrite)
                     .with_replace_where(predicate)

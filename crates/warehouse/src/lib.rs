@@ -47,7 +47,7 @@ mod tables;
 
 pub use batch::{BatchReport, FileReport, FormSummary, IngestRequest, Progress};
 pub use session::current_view_sql;
-pub use tables::{TableId, Warehouse};
+pub use tables::{writer_properties, TableId, Warehouse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

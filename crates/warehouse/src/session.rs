@@ -30,41 +30,31 @@ pub(crate) const LOADED_FILES: &str =
 /// batch, then the lowest row number, then the file's sha256; then drop keys
 /// whose latest version is a withdrawal.
 ///
-/// Every step is a narrow aggregate (key, timestamp, a pick string) joined
-/// back to the wide rows, which stream through: memory grows with the keys,
-/// not with the width of the form (per-column `first_value … order by` held
-/// every column's ordering per key: 4.3 GB for 1.7 M rows), and no window
-/// (slow on millions of small partitions).
+/// Two narrow aggregates and one join: per `(key, submitted_at)` whether its
+/// rows agree and the smallest *pick* (batch, row number, sha256 as one
+/// sortable text); per key the pick of its latest agreeing group; then the
+/// wide rows joined to those picks stream through. Memory grows with the
+/// keys, not with the width of the form (per-column `first_value … order by`
+/// held every column's ordering per key: 4.3 GB for 1.7 M rows), and no
+/// window (slow on millions of small partitions). The same answer as three
+/// aggregates and three joins (ok groups, latest time, pick) at a third of
+/// the passes.
 pub fn current_view_sql(form: &Form, raw: &str) -> String {
     let key = form.key.join(", ");
-    let on = |a: &str, b: &str, extra: &[&str]| -> String {
-        form.key
-            .iter()
-            .map(String::as_str)
-            .chain(extra.iter().copied())
-            .map(|k| format!("{a}.{k} = {b}.{k}"))
-            .collect::<Vec<_>>()
-            .join(" and ")
-    };
+    let on: Vec<String> = form.key.iter().map(|k| format!("a.{k} = p.{k}")).collect();
     let cols: Vec<String> = form
         .columns
         .iter()
         .map(|c| format!("a.{}", c.name))
         .collect();
     format!(
-        "with v as (select * from {raw}),\n\
-         ok as (select {key}, submitted_at from v group by {key}, submitted_at having min(_row_hash) = max(_row_hash)),\n\
-         agreed as (select v.* from ok join v on {on_ok}),\n\
-         latest as (select {key}, max(submitted_at) as submitted_at from agreed group by {key}),\n\
-         at_latest as (select a.*, concat(a._batch_id, '|', lpad(cast(a._row_number as varchar), 12, '0'), '|', a._source_sha256) as _pick\n\
-                       from latest l join agreed a on {on_latest}),\n\
-         pick as (select {key}, min(_pick) as _pick from at_latest group by {key})\n\
+        "with v as (select *, concat(_batch_id, '|', lpad(cast(_row_number as varchar), 12, '0'), '|', _source_sha256) as _pick from {raw}),\n\
+         g as (select {key}, submitted_at, min(_row_hash) = max(_row_hash) as _agree, min(_pick) as _pick from v group by {key}, submitted_at),\n\
+         p as (select {key}, first_value(_pick order by submitted_at desc) filter (where _agree and submitted_at is not null) as _pick from g group by {key})\n\
          select {cols}, a._extra, a._row_hash, a._batch_id, a._source_file, a._source_sha256, a._row_number, a._ingested_at\n\
-         from pick p join at_latest a on {on_pick}\n\
+         from p join v a on {on} and a._pick = p._pick\n\
          where not coalesce(a.withdrawn, false)",
-        on_ok = on("v", "ok", &["submitted_at"]),
-        on_latest = on("a", "l", &["submitted_at"]),
-        on_pick = on("a", "p", &["_pick"]),
+        on = on.join(" and "),
         cols = cols.join(", "),
     )
 }

@@ -45,6 +45,21 @@ pub struct Warehouse {
     pub pins: Option<Arc<BTreeMap<TableId, u64>>>,
 }
 
+/// How every Parquet file of the warehouse is written: zstd (level 3) instead
+/// of delta-rs's snappy, about a third smaller on the raw tables (national
+/// enterprise_rd: decimals and the row hash make most of the bytes), and no
+/// dictionary for the row hash, which never repeats.
+pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::{Compression, ZstdLevel};
+    use deltalake::parquet::schema::types::ColumnPath;
+    deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("zstd level 3"),
+        ))
+        .set_column_dictionary_enabled(ColumnPath::from("_row_hash"), false)
+        .build()
+}
+
 fn ts_utc() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
@@ -260,6 +275,7 @@ impl Warehouse {
         let table = self.table(id).await?;
         table
             .write(batches)
+            .with_writer_properties(writer_properties())
             .with_save_mode(deltalake::protocol::SaveMode::Append)
             .await
             .map_err(|source| Error::Delta {
