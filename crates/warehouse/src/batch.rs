@@ -500,8 +500,12 @@ impl Warehouse {
             } else {
                 "batch_id"
             };
+            // Distinct on both sides first: `not in` over the raw ids against
+            // one audit row per file compared every row with every file of
+            // its batch (6 s of a national night that found nothing new).
             let sql = format!(
-                "select distinct {col} from delta.{}_{} where {col} not in (select batch_id from delta.audit_batches)",
+                "select b from (select distinct {col} as b from delta.{}_{}) \
+                 where b not in (select distinct batch_id from delta.audit_batches)",
                 id.layer, id.name
             );
             let orphans = query_strings(&ctx, &sql).await?;
