@@ -59,39 +59,10 @@ run() {
 }
 read -r full full_rss < <(run full)
 read -r noop noop_rss < <(run noop)
-ROWS=$(python3 - "$WORK/inbox" "$WORK/inbox/night-corrections.csv" <<'PY'
-import csv, io, os, sys
-inbox, out = sys.argv[1], sys.argv[2]
-files = []
-for root, _, names in os.walk(os.path.join(inbox, "enterprise_rd")):
-    files += [os.path.join(root, n) for n in names if n.endswith(".csv")]
-total, rows, header = 0, [], None
-for f in sorted(files):
-    raw = open(f, "rb").read()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("gb18030")
-    r = list(csv.reader(io.StringIO(text)))
-    total += len(r) - 1
-    if header is None and ("submitted_at" in r[0] or "填报时间" in r[0]):
-        header = r[0]
-        body = r[1:]
-        rows = body
-want = max(1, total // 100)
-i = header.index("submitted_at") if "submitted_at" in header else header.index("填报时间")
-with open(out, "w", newline="") as fh:
-    w = csv.writer(fh)
-    w.writerow(header)
-    n = 0
-    for row in (rows * (want // max(1, len(rows)) + 1))[:want]:
-        row = list(row)
-        row[i] = "2024-02-01 0%d:%02d" % (n // 60 % 10, n % 60)  # later: corrections
-        w.writerow(row)
-        n += 1
-print(n)
-PY
-)
+# The night's file: 1 % of the enterprise_rd rows, re-dated as later
+# corrections (the same file bench/scale.sh's night uses).
+ROWS=$("$(bench/peer/venv.sh)" bench/peer/peer.py corrections --data "$DIR/submissions" \
+  --share 0.01 --out "$WORK/inbox/night-corrections.csv")
 read -r night night_rss < <(run night)
 printf 'full run (empty warehouse):   %8.1f s  peak RSS %6d MB\n' "$full" "$full_rss"
 printf 'no-op run (nothing new):      %8.1f s  peak RSS %6d MB  %6.3f× full\n' "$noop" "$noop_rss" "$(echo "$noop / $full" | bc -l)"

@@ -30,12 +30,7 @@ if [ -z "${STMON_BIN:-}" ]; then
   STMON_BIN=$ROOT/target/release/stmon
 fi
 BIN=$STMON_BIN
-VENV=$ROOT/target/peer-venv
-if ! "$VENV/bin/python" -c 'import duckdb, yaml, openpyxl' 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r bench/peer/requirements.txt
-fi
-PY=$VENV/bin/python
+PY=$(bench/peer/venv.sh)
 DATA=$DIR/data
 if [ ! -f "$DATA/divisions.csv" ]; then
   echo "generating $SCALE fixtures in $DATA …"
