@@ -1,10 +1,11 @@
 -- Enterprise R&D sums per county of report and as-of month, one row per
--- credit division (the partition of enterprise_asof): a night that changes a
--- few credit divisions rebuilds only their rows (county_enterprise.yml), and
--- intermediate.division_enterprise adds the divisions up.
+-- credit division, partitioned by credit province like enterprise_asof: a
+-- night that changes a few provinces rebuilds only their rows
+-- (county_enterprise.yml), and intermediate.division_enterprise adds the
+-- divisions up.
 -- "aisi" = above-scale industrial (industry sections B, C, D).
 select
-    e.year, e.as_of_month, e.credit_division, e.county_code,
+    e.year, e.as_of_month, e.credit_province, e.credit_division, e.county_code,
     sum(e.rd_expenditure) as rd_expenditure,
     sum(e.basic_research) as basic_research,
     sum(case when e.above_scale and e.industrial then e.rd_expenditure end) as aisi_rd_expenditure,
@@ -17,4 +18,4 @@ select
 from intermediate.enterprise_asof e
 left join intermediate.high_tech_certified c
   on c.year = e.year and c.as_of_month = e.as_of_month and c.credit_code = e.credit_code
-group by e.year, e.as_of_month, e.credit_division, e.county_code
+group by e.year, e.as_of_month, e.credit_province, e.credit_division, e.county_code

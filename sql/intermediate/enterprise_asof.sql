@@ -3,23 +3,43 @@
 -- that month (a firm that stopped in September counts with September's at
 -- year end), and its attributes (county, above-scale, industry, high-tech
 -- industry) are the firm's for that as-of month.
--- Partitioned by credit_division like staging.enterprise_rd, and built
+--
+-- A report of month m is the latest from as-of month m up to the month
+-- before the firm's next report of the year (or December): the months a
+-- firm reported in a year are one 12-bit mask (bit m-1 for month m), and the
+-- next report after m is the lowest bit of mask >> m. One aggregate per firm
+-- and year and one join, not an aggregate per firm, year and as-of month
+-- over twelve copies of the table and a join back (national: 28 s and
+-- 2.7 GB before).
+-- Partitioned by credit_province like staging.enterprise_rd, and built
 -- incrementally with it (enterprise_asof.yml). The as-of months are 1..12 of
 -- each year the firm reports in (the same as intermediate.periods for those
 -- years, which this model does not read, so that a new year of another form
 -- does not make it rebuild whole).
-with latest as (
-    select e.credit_code, e.year, p.as_of_month, max(e.month) as month
-    from staging.enterprise_rd e
-    join (select cast(unnest(range(1, 13)) as int) as as_of_month) p on e.month <= p.as_of_month
-    group by e.credit_code, e.year, p.as_of_month
+with reported as (
+    select credit_code, year, bit_or(cast(1 as bigint) << (month - 1)) as months
+    from staging.enterprise_rd
+    group by credit_code, year
+),
+reports as (
+    select e.*, r.months >> e.month as later
+    from reported r
+    join staging.enterprise_rd e on e.credit_code = r.credit_code and e.year = r.year
+),
+spans as (
+    select *,
+           case when later = 0 then 13
+                else month + 1 + cast(log2(cast(later & (-later) as double)) as int)
+           end as next_month
+    from reports
 )
 select
-    l.year,
-    l.as_of_month,
+    e.year,
+    p.as_of_month,
     e.month as report_month,
     e.credit_code,
     e.credit_division,
+    e.credit_province,
     e.county_code,
     e.industrial,
     e.above_scale,
@@ -28,6 +48,5 @@ select
     e.rd_expenditure,
     e.basic_research,
     e.value_added
-from latest l
-join staging.enterprise_rd e
-  on e.credit_code = l.credit_code and e.year = l.year and e.month = l.month
+from (select cast(unnest(range(1, 13)) as int) as as_of_month) p
+join spans e on e.month <= p.as_of_month and p.as_of_month < e.next_month

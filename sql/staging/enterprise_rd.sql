@@ -1,10 +1,11 @@
 -- enterprise_rd: one row per firm and month, the current version (latest
 -- correction, withdrawals and conflicting versions removed). Values are
 -- year-to-date cumulative from January. The table is partitioned by
--- credit_division and built incrementally (see enterprise_rd.yml).
+-- credit_province and built incrementally (see enterprise_rd.yml).
 select
     credit_code,
     substr(credit_code, 3, 6) as credit_division,
+    substr(credit_code, 3, 2) as credit_province,
     cast(substr(period, 1, 4) as int) as year,
     cast(substr(period, 6, 2) as int) as month,
     period,

@@ -1,6 +1,8 @@
 //! Versions over time: corrections, withdrawals, conflicts, re-ingest.
 
 use crate::common::*;
+use std::path::PathBuf;
+
 use stmon_warehouse::IngestRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,4 +234,145 @@ async fn checks_that_spill_give_the_same_answers_as_in_memory() {
     assert!(quarantined.iter().any(|q| q.contains("conflict")));
     assert!(!warnings.is_empty(), "a year-to-date warning");
     assert_eq!(outcomes[0], outcomes[1]);
+}
+
+/// `current.<form>` reads the decisions each batch stored
+/// (`audit/superseded_<form>`); the rule itself is `current_view_sql`, an
+/// aggregate over every version. The two must agree after every batch of a
+/// history with each way a version stops being current — a correction, a
+/// withdrawal and a later re-submission, identical rows in two files, a
+/// conflict at the latest time (the older version is current again) and a
+/// newer version that ends the conflict — and a warehouse written before the
+/// decisions were stored gets them, equal again, from its next `ensure_tables`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decided_current_view_equals_the_aggregate_over_every_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "period,credit_code,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,submitted_at,withdrawn\n";
+    let a = "91330602MA2BCD0010";
+    let b = "91330602MA2BCD0029";
+    let c = "91330602MA2BCD0037";
+    let (a, b, c) = (
+        stmon_core::credit_code::complete(&a[..17]).unwrap(),
+        stmon_core::credit_code::complete(&b[..17]).unwrap(),
+        stmon_core::credit_code::complete(&c[..17]).unwrap(),
+    );
+    let file = |name: &str, rows: &[String]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{header}{}\n", rows.join("\n"))).unwrap();
+        p
+    };
+    let r = |who: &str, period: &str, rd: u32, at: &str, withdrawn: &str| {
+        format!("{period},{who},330602,C39,Y,N,1000,{rd},2023-{at} 09:00,{withdrawn}")
+    };
+    let history: Vec<Vec<PathBuf>> = vec![
+        vec![
+            file(
+                "1a.csv",
+                &[
+                    r(&a, "2023-04", 10, "05-05", "N"),
+                    r(&b, "2023-04", 20, "05-05", "N"),
+                ],
+            ),
+            // The same row of b in a second file of the batch: shown once.
+            file(
+                "1b.csv",
+                &[
+                    r(&b, "2023-04", 20, "05-05", "N"),
+                    r(&c, "2023-04", 30, "05-05", "N"),
+                ],
+            ),
+        ],
+        vec![file(
+            "2.csv",
+            &[
+                // a corrected; b withdrawn; c in conflict at a new time (c's
+                // first version stays current).
+                r(&a, "2023-04", 11, "06-01", "N"),
+                r(&b, "2023-04", 0, "06-01", "Y"),
+                r(&c, "2023-04", 31, "06-01", "N"),
+                r(&c, "2023-04", 32, "06-01", "N"),
+            ],
+        )],
+        vec![file(
+            "3.csv",
+            &[
+                // b submitted again after its withdrawal; c's conflict ended by
+                // a newer version; a's correction becomes a conflict (a's
+                // first version is current again).
+                r(&b, "2023-04", 21, "07-01", "N"),
+                r(&c, "2023-04", 33, "07-01", "N"),
+                r(&a, "2023-04", 12, "06-01", "N"),
+                r(&a, "2023-05", 15, "06-05", "N"),
+            ],
+        )],
+    ];
+    let wh = warehouse(&dir.path().join("wh"));
+    let form = &wh.catalog.forms["enterprise_rd"];
+    let by_aggregate = format!(
+        "select * from ({}) order by credit_code, period",
+        stmon_warehouse::current_view_sql(form, "raw.enterprise_rd")
+    );
+    let shown = "select * from current.enterprise_rd order by credit_code, period";
+    let mut last = Vec::new();
+    for (i, paths) in history.iter().enumerate() {
+        ingest(&wh, paths).await;
+        let decided = query(&wh, shown).await;
+        assert_eq!(
+            decided,
+            query(&wh, &by_aggregate).await,
+            "after batch {}",
+            i + 1
+        );
+        last = decided;
+    }
+    // The history ends as the comments say: a's first version (10), b's
+    // re-submission (21), c's newest (33), a's May.
+    assert_eq!(
+        query(
+            &wh,
+            "select credit_code, period, rd_expenditure from current.enterprise_rd order by 1, 2"
+        )
+        .await,
+        vec![
+            row(&[&a, "2023-04", "10.0000"]),
+            row(&[&a, "2023-05", "15.0000"]),
+            row(&[&b, "2023-04", "21.0000"]),
+            row(&[&c, "2023-04", "33.0000"]),
+        ]
+    );
+    // Decisions are stored only for keys with more than one version or a
+    // withdrawal: here a, b and c's April rows less the three shown.
+    let stored = query(
+        &wh,
+        "select count(*) from delta.audit_superseded_enterprise_rd",
+    )
+    .await;
+    assert!(stored[0][0].parse::<u32>().unwrap() >= 6, "{stored:?}");
+
+    // A warehouse from before the decisions were stored: the view falls
+    // back to the aggregate, and ensure_tables decides every committed key.
+    std::fs::remove_dir_all(dir.path().join("wh/audit/superseded_enterprise_rd")).unwrap();
+    assert_eq!(query(&wh, shown).await, last);
+    wh.ensure_tables().await.unwrap();
+    assert_eq!(
+        query(
+            &wh,
+            "select count(*) > 0 from delta.audit_superseded_enterprise_rd"
+        )
+        .await,
+        vec![row(&["true"])]
+    );
+    assert_eq!(query(&wh, shown).await, last);
+    // And the next night decides on top of those decisions.
+    ingest(&wh, &[file("4.csv", &[r(&a, "2023-04", 13, "08-01", "N")])]).await;
+    let decided = query(&wh, shown).await;
+    assert_eq!(
+        decided,
+        query(&wh, &by_aggregate).await,
+        "after the backfill and batch 4"
+    );
+    assert!(
+        decided.iter().any(|r| r.contains(&"13.0000".to_string())),
+        "{decided:?}"
+    );
 }

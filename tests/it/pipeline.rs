@@ -302,7 +302,7 @@ async fn files_by_partition(dir: &Path, layer: &str, name: &str) -> BTreeMap<Str
     for uri in table.get_file_uris().unwrap() {
         let part = uri
             .split('/')
-            .find(|p| p.starts_with("credit_division="))
+            .find(|p| p.starts_with("credit_province="))
             .unwrap_or("")
             .to_string();
         out.entry(part).or_default().push(uri);
@@ -324,17 +324,27 @@ async fn an_incremental_night_rebuilds_only_the_partitions_its_new_rows_fall_in(
     let tmp = tempfile::tempdir().unwrap();
     let s = setup(tmp.path(), "ingest, models", "");
     let wh = s.dir.join("wh");
+    // The fixture's firms are all registered in Zhejiang (credit codes
+    // 9133…); one registered in Jiangsu (9132…) that reports in Keqiao makes
+    // a second province: two partitions per table.
+    let code = stmon_core::credit_code::complete("91320102MA2HND10X").unwrap();
+    std::fs::write(
+        s.inbox.join("enterprise_rd_jiangsu.csv"),
+        format!(
+            "period,credit_code,name,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,basic_research,value_added,submitted_at\n\
+             2023-06,{code},乙,330603,C39,Y,N,500,5,1,100,2023-07-10 09:00\n"
+        ),
+    )
+    .unwrap();
     let first = run(&s, &wh, &[]);
     assert!(first.status.success(), "{}", text(&first));
-    // The fixture's firms are registered in two divisions (credit codes
-    // 91330602… and 91330603…): two partitions per table.
     let before: Vec<_> = {
         let mut v = Vec::new();
         for (l, n) in PARTITIONED {
             let f = files_by_partition(&wh, l, n).await;
             assert_eq!(
                 f.keys().cloned().collect::<Vec<_>>(),
-                ["credit_division=330602", "credit_division=330603"],
+                ["credit_province=32", "credit_province=33"],
                 "{l}.{n}"
             );
             v.push(f);
@@ -342,8 +352,8 @@ async fn an_incremental_night_rebuilds_only_the_partitions_its_new_rows_fall_in(
         v
     };
 
-    // The correction is of a firm registered in 330602: that partition is
-    // rebuilt in each of the three tables, 330603's files are not touched.
+    // The correction is of a firm registered in Zhejiang: that partition is
+    // rebuilt in each of the three tables, Jiangsu's files are not touched.
     add_correction(&s);
     let night = run(&s, &wh, &[]);
     assert!(night.status.success(), "{}", text(&night));
@@ -355,14 +365,8 @@ async fn an_incremental_night_rebuilds_only_the_partitions_its_new_rows_fall_in(
         assert_eq!(step_items(&r, "models")[&id], "built", "{id}");
         assert_eq!(messages[&id], "(incremental: 1 partition rebuilt)", "{id}");
         let now = files_by_partition(&wh, l, n).await;
-        assert_eq!(
-            now["credit_division=330603"], was["credit_division=330603"],
-            "{id}"
-        );
-        assert_ne!(
-            now["credit_division=330602"], was["credit_division=330602"],
-            "{id}"
-        );
+        assert_eq!(now["credit_province=32"], was["credit_province=32"], "{id}");
+        assert_ne!(now["credit_province=33"], was["credit_province=33"], "{id}");
     }
     assert!(text(&night).contains("(incremental: 1 partition rebuilt)"));
 

@@ -396,8 +396,17 @@ impl Warehouse {
                 query_strings(&ctx, &format!("select 1 from raw.{} limit 1", form.name))
                     .await?
                     .is_empty();
-            let found =
-                crate::checks::check_form(&ctx, form, &batch_id, &failed, first_load).await?;
+            let (batch_id, failed) = (batch_id.as_str(), failed.as_slice());
+            let scope = if first_load {
+                crate::checks::Scope::FirstLoad { batch_id, failed }
+            } else {
+                crate::checks::Scope::Night { batch_id, failed }
+            };
+            let found = crate::checks::check_form(&ctx, form, scope).await?;
+            if !found.superseded.is_empty() {
+                self.append(&TableId::superseded(&form.name), found.superseded)
+                    .await?;
+            }
             tracing::info!(form = %form.name, first_load, spilled_bytes = found.spilled_bytes, elapsed = ?t.elapsed(), "checked");
             report.check_spilled_bytes += found.spilled_bytes;
             for (d, mine) in found.conflicts {
@@ -608,7 +617,7 @@ fn text(b: &RecordBatch, i: usize) -> Result<StringArray> {
         .clone())
 }
 
-async fn query_strings(ctx: &SessionContext, sql: &str) -> Result<Vec<String>> {
+pub(crate) async fn query_strings(ctx: &SessionContext, sql: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for b in ctx.sql(sql).await?.collect().await? {
         let col = text(&b, 0)?;

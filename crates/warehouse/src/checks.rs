@@ -20,9 +20,19 @@
 //!   cumulative amount or count is lower than the latest non-withdrawn version
 //!   of the unit's previous period in the same year: a warning.
 //!
-//! This module decides nothing about storing: it returns diagnostics and counts.
+//! The same walk decides what `current.<form>` shows of each key the batch
+//! touches (see [`crate::session`]): the version picked from the key's latest
+//! agreeing `submitted_at` group, unless it is a withdrawal. Every other
+//! version of the key is *superseded*; the walk returns those few rows (older
+//! corrections, conflicting groups, duplicates, withdrawn keys) and the batch
+//! stores them, so that reading the current view is a scan of the raw table
+//! less a small set, not an aggregate over every version.
+//!
+//! This module decides nothing about storing: it returns diagnostics, counts
+//! and the superseded versions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
@@ -49,22 +59,72 @@ pub(crate) struct Findings {
     pub ytd_warnings: Vec<Diagnostic>,
     /// Bytes the sort spilled to disk (0 when it fitted in memory).
     pub spilled_bytes: u64,
+    /// Superseded versions of the keys the batch touches, decided by batch
+    /// `decided_in` (schema: [`superseded_schema`]).
+    pub superseded: Vec<RecordBatch>,
+}
+
+/// Which versions the sorted pass reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// The form had no committed rows: the batch's own rows are every
+    /// version there is (no join with the committed table).
+    FirstLoad {
+        batch_id: &'a str,
+        failed: &'a [String],
+    },
+    /// The committed versions and this batch's, of the units it touches.
+    Night {
+        batch_id: &'a str,
+        failed: &'a [String],
+    },
+    /// Every committed version, each counted as touched: the superseded
+    /// versions of a warehouse written before they were stored, decided
+    /// as of batch `decided_in` (the latest committed one).
+    Everything { decided_in: &'a str },
+}
+
+impl Scope<'_> {
+    /// The batch whose decisions these are.
+    fn decided_in(&self) -> &str {
+        match self {
+            Scope::FirstLoad { batch_id, .. } | Scope::Night { batch_id, .. } => batch_id,
+            Scope::Everything { decided_in } => decided_in,
+        }
+    }
+}
+
+/// Schema of `audit/superseded_<form>`: the key, the version's identity in
+/// the raw table, and `batch_id`, the batch that decided it (a later decision
+/// about the same key replaces an earlier one).
+pub fn superseded_schema(form: &Form) -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{Field, Schema};
+    let raw = stmon_ingest::raw_schema(form);
+    let mut fields: Vec<Field> = form
+        .key
+        .iter()
+        .map(|k| {
+            let f = raw.field_with_name(k).expect("key columns are columns");
+            Field::new(k, f.data_type().clone(), false)
+        })
+        .collect();
+    fields.push(Field::new("_batch_id", DataType::Utf8, false));
+    fields.push(Field::new("_source_sha256", DataType::Utf8, false));
+    fields.push(Field::new("_row_number", DataType::Int64, false));
+    fields.push(Field::new("batch_id", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
 }
 
 const CONFLICT: &str = "conflict: another row with the same key and submitted_at has different values; both are rejected and the previous version stays current";
 
-/// Runs the checks of `form` for batch `batch_id` (less the files in `failed`).
-/// `first_load`: the form had no committed rows, so the batch's own rows are
-/// every version there is (no join with the committed table).
+/// Runs the checks of `form` over the versions `scope` names.
 pub(crate) async fn check_form(
     ctx: &SessionContext,
     form: &Form,
-    batch_id: &str,
-    failed: &[String],
-    first_load: bool,
+    scope: Scope<'_>,
 ) -> Result<Findings> {
     let shape = Shape::of(form);
-    let sql = shape.sql(form, batch_id, failed, first_load);
+    let sql = shape.sql(form, scope);
     let plan = ctx.sql(&sql).await?.create_physical_plan().await?;
     let mut stream = execute_stream(plan.clone(), ctx.task_ctx())?;
     let unit_fields: Vec<SortField> = shape
@@ -76,6 +136,8 @@ pub(crate) async fn check_form(
     let mut walk = Walk {
         shape: &shape,
         form,
+        decided_in: scope.decided_in(),
+        target: superseded_schema(form),
         batches: Vec::new(),
         rows: Vec::new(),
         found: Findings::default(),
@@ -96,14 +158,15 @@ pub(crate) async fn check_form(
         for i in 0..units.num_rows() {
             let u = units.row(i);
             if unit.as_ref().is_none_or(|p| p.row() != u) {
-                walk.finish_unit();
+                walk.finish_unit()?;
                 unit = Some(u.owned());
             }
             let b = walk.batches.len() - 1;
             walk.rows.push(walk.batches[b].version(b, i));
         }
     }
-    walk.finish_unit();
+    walk.finish_unit()?;
+    walk.flush(walk.batches.len())?;
     walk.found.spilled_bytes = spilled_bytes(plan.as_ref());
     Ok(walk.found)
 }
@@ -140,7 +203,8 @@ const FILE: usize = 3;
 const SHA: usize = 4;
 const ROW: usize = 5;
 const WITHDRAWN: usize = 6;
-const FIXED: usize = 7;
+const BATCH: usize = 7;
+const FIXED: usize = 8;
 
 impl Shape {
     fn of(form: &Form) -> Shape {
@@ -170,43 +234,56 @@ impl Shape {
     }
 
     /// Every version that counts (the committed ones and this batch's, less
-    /// files that failed half-way) of the units this batch touches, sorted.
-    fn sql(&self, form: &Form, batch_id: &str, failed: &[String], first_load: bool) -> String {
-        let failed: String = failed
-            .iter()
-            .map(|s| format!(" and _source_sha256 <> '{s}'"))
-            .collect();
-        let mine = format!("_batch_id = '{batch_id}'{failed}");
-        let versions = if first_load {
-            format!("select * from delta.raw_{} where {mine}", form.name)
-        } else {
-            let cols: Vec<&str> = self.unit.iter().map(|&i| self.key[i].as_str()).collect();
-            let on: Vec<String> = cols.iter().map(|k| format!("v.{k} = k.{k}")).collect();
-            // One scan of the raw table: committed rows (as `raw.<form>`
-            // reads them) and this batch's. The small sides come first (the
-            // build sides of the hash joins: the touched units, the loaded
-            // files) and every raw row streams through the probe sides.
-            format!(
-                "select v.* from (select distinct {cols} from delta.raw_{form} where {mine}) k \
-                 join (select r.* from {loaded} f right join delta.raw_{form} r \
-                       on r._batch_id = f.batch_id and r._source_sha256 = f.sha256 \
-                       where f.batch_id is not null or (r.{mine_r})) v on {on}",
-                form = form.name,
-                cols = cols.join(", "),
-                on = on.join(" and "),
-                loaded = crate::session::LOADED_FILES,
-                mine_r = mine.replace(" and _source_sha256", " and r._source_sha256"),
-            )
+    /// files that failed half-way) of the units `scope` touches, sorted.
+    fn sql(&self, form: &Form, scope: Scope<'_>) -> String {
+        let mine_of = |batch_id: &str, failed: &[String]| {
+            let failed: String = failed
+                .iter()
+                .map(|s| format!(" and _source_sha256 <> '{s}'"))
+                .collect();
+            format!("_batch_id = '{batch_id}'{failed}")
+        };
+        let (versions, mine) = match scope {
+            Scope::FirstLoad { batch_id, failed } => {
+                let mine = mine_of(batch_id, failed);
+                (
+                    format!("select * from delta.raw_{} where {mine}", form.name),
+                    format!("_batch_id = '{batch_id}'"),
+                )
+            }
+            Scope::Night { batch_id, failed } => {
+                let mine = mine_of(batch_id, failed);
+                let cols: Vec<&str> = self.unit.iter().map(|&i| self.key[i].as_str()).collect();
+                let on: Vec<String> = cols.iter().map(|k| format!("v.{k} = k.{k}")).collect();
+                // One scan of the raw table: committed rows (as `raw.<form>`
+                // reads them) and this batch's. The small sides come first (the
+                // build sides of the hash joins: the touched units, the loaded
+                // files) and every raw row streams through the probe sides.
+                let versions = format!(
+                    "select v.* from (select distinct {cols} from delta.raw_{form} where {mine}) k \
+                     join (select r.* from {loaded} f right join delta.raw_{form} r \
+                           on r._batch_id = f.batch_id and r._source_sha256 = f.sha256 \
+                           where f.batch_id is not null or (r.{mine_r})) v on {on}",
+                    form = form.name,
+                    cols = cols.join(", "),
+                    on = on.join(" and "),
+                    loaded = crate::session::LOADED_FILES,
+                    mine_r = mine.replace(" and _source_sha256", " and r._source_sha256"),
+                );
+                (versions, format!("_batch_id = '{batch_id}'"))
+            }
+            Scope::Everything { .. } => (format!("select * from raw.{}", form.name), "true".into()),
         };
         let mut select: Vec<String> = self.key.clone();
         select.extend([
             "submitted_at".to_string(),
             "_row_hash".into(),
-            format!("_batch_id = '{batch_id}'"),
+            mine,
             "_source_file".into(),
             "_source_sha256".into(),
             "_row_number".into(),
             "coalesce(withdrawn, false)".into(),
+            "_batch_id".into(),
         ]);
         select.extend(self.measures.iter().cloned());
         let mut order: Vec<&str> = self.unit.iter().map(|&i| self.key[i].as_str()).collect();
@@ -227,6 +304,8 @@ struct Batch {
     columns: Vec<ArrayRef>,
     text: Vec<Option<ArrayRef>>,
     key_len: usize,
+    /// Rows found superseded.
+    superseded: Vec<u32>,
 }
 
 /// One version: where it is, and what the walk compares often.
@@ -245,7 +324,7 @@ impl Batch {
         let n = shape.key.len();
         // Strings may arrive as views; the walk reads plain UTF-8.
         let mut text = vec![None; columns.len()];
-        for c in (0..n).chain([n + HASH, n + FILE, n + SHA]) {
+        for c in (0..n).chain([n + HASH, n + FILE, n + SHA, n + BATCH]) {
             text[c] = Some(arrow::compute::cast(&columns[c], &DataType::Utf8)?);
         }
         columns[n + AT] = arrow::compute::cast(
@@ -257,6 +336,7 @@ impl Batch {
             columns,
             text,
             key_len: n,
+            superseded: Vec::new(),
         })
     }
 
@@ -293,6 +373,9 @@ impl Batch {
 struct Walk<'a> {
     shape: &'a Shape,
     form: &'a Form,
+    decided_in: &'a str,
+    /// Schema of the superseded rows.
+    target: arrow::datatypes::SchemaRef,
     batches: Vec<Batch>,
     rows: Vec<Version>,
     found: Findings,
@@ -336,9 +419,49 @@ impl Walk<'_> {
         format!("{} submitted_at={at}", keys.join(", "))
     }
 
+    /// Which of a group's identical versions the current view shows: the
+    /// earliest batch, then the lowest row number, then the file's sha256.
+    fn pick_order<'v>(&'v self, v: &Version) -> (&'v str, Option<u64>, &'v str) {
+        let b = &self.batches[v.batch];
+        (
+            b.str(self.shape.fixed(BATCH), v.row),
+            self.row_number(v),
+            b.str(self.shape.fixed(SHA), v.row),
+        )
+    }
+
+    /// Moves the superseded rows of the first `n` batches into the findings.
+    fn flush(&mut self, n: usize) -> Result<(), DataFusionError> {
+        let k = self.shape.key.len();
+        for b in &mut self.batches[..n] {
+            if b.superseded.is_empty() {
+                continue;
+            }
+            let idx = arrow::array::UInt32Array::from(std::mem::take(&mut b.superseded));
+            let rows = idx.len();
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(k + 4);
+            for c in (0..k).chain([k + BATCH, k + SHA, k + ROW]) {
+                columns.push(arrow::compute::take(&b.columns[c], &idx, None)?);
+            }
+            columns.push(Arc::new(arrow::array::StringArray::from(vec![
+                self.decided_in;
+                rows
+            ])));
+            let columns = columns
+                .iter()
+                .zip(self.target.fields())
+                .map(|(a, f)| arrow::compute::cast(a, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.found
+                .superseded
+                .push(RecordBatch::try_new(self.target.clone(), columns)?);
+        }
+        Ok(())
+    }
+
     /// Checks the unit whose versions are in `rows`, then keeps only the last
     /// batch (the next unit starts in it).
-    fn finish_unit(&mut self) {
+    fn finish_unit(&mut self) -> Result<(), DataFusionError> {
         if !self.rows.is_empty() {
             if let Some(p) = self.shape.period {
                 for v in &mut self.rows {
@@ -350,7 +473,9 @@ impl Walk<'_> {
         }
         self.rows.clear();
         let keep = self.batches.len().saturating_sub(1);
+        self.flush(keep)?;
         self.batches.drain(..keep);
+        Ok(())
     }
 
     fn unit(&mut self) {
@@ -410,6 +535,9 @@ impl Walk<'_> {
                     }
                 }
             }
+            if rows[k..e].iter().any(|v| v.mine) {
+                self.supersede(&rows[k..e], &agreed[k..e]);
+            }
             k = e;
         }
 
@@ -417,6 +545,28 @@ impl Walk<'_> {
             self.ytd(freq, &rows);
         }
         self.rows = rows;
+    }
+
+    /// Marks every version of one key superseded but the one the current
+    /// view shows: from the latest agreeing group with a `submitted_at`, the
+    /// first in [`Walk::pick_order`], unless it is a withdrawal.
+    fn supersede(&mut self, key: &[Version], agreed: &[bool]) {
+        let latest = (0..key.len())
+            .filter(|&i| agreed[i])
+            .filter_map(|i| key[i].at)
+            .max();
+        let shown = latest
+            .and_then(|at| {
+                (0..key.len())
+                    .filter(|&i| agreed[i] && key[i].at == Some(at))
+                    .min_by(|&a, &b| self.pick_order(&key[a]).cmp(&self.pick_order(&key[b])))
+            })
+            .filter(|&i| !key[i].withdrawn);
+        for (i, v) in key.iter().enumerate() {
+            if Some(i) != shown {
+                self.batches[v.batch].superseded.push(v.row as u32);
+            }
+        }
     }
 
     /// Year-to-date decreases of this batch's versions against the latest

@@ -46,7 +46,7 @@ mod session;
 mod tables;
 
 pub use batch::{BatchReport, FileReport, FormSummary, IngestRequest, Progress};
-pub use session::current_view_sql;
+pub use session::{current_from_decisions_sql, current_view_sql};
 pub use tables::{writer_properties, TableId, Warehouse};
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,15 @@
 //! `audit.batches`, `audit.quarantine`, `audit.warnings`, `raw.<form>` (every
 //! version) and `current.<form>` (latest `submitted_at` per key, withdrawn keys
 //! removed, conflicting versions ignored).
+//!
+//! `current.<form>` is decided when rows are written, not when they are read:
+//! each batch stores in `audit/superseded_<form>` the versions of the keys it
+//! touches that are not current (see `checks`), and the view is the raw rows
+//! less the latest committed decision about their key — a scan and a hash
+//! join whose build side is that small set, so reading it streams in bounded
+//! memory. [`current_view_sql`] computes the same answer from the versions
+//! alone (two aggregates over every version); it serves a warehouse written
+//! before the superseded tables existed until its next ingest adds them.
 
 use std::sync::Arc;
 
@@ -59,6 +68,57 @@ pub fn current_view_sql(form: &Form, raw: &str) -> String {
     )
 }
 
+/// SQL of the current view of a form: the committed rows of its raw table
+/// (`raw`, a physical table, restricted to `filter` when given), less the
+/// versions the latest committed decision about each key superseded
+/// (`superseded`: the form's `audit/superseded_<form>` table).
+///
+/// The decisions are few (a national year: 2 % of the versions), so the
+/// hash join builds on them and every raw row streams through: a right join
+/// with an `is null` test rather than an anti join, on the physical table
+/// (its row count is known) rather than on `raw.<form>`, whose join with the
+/// loaded files DataFusion estimates at a few rows and would then hash whole
+/// (2.9 GB nationally). The loaded files are joined last, as the small
+/// side. The test is on a column only the decisions have:
+/// `h._row_number is null` was pushed into the raw scan as
+/// `_row_number is null` (DataFusion 55), which emptied the view.
+pub fn current_from_decisions_sql(
+    form: &Form,
+    raw: &str,
+    filter: Option<&str>,
+    superseded: &str,
+) -> String {
+    let key = form.key.join(", ");
+    let on = |a: &str, b: &str, cols: &[&str]| {
+        cols.iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    let keys: Vec<&str> = form.key.iter().map(String::as_str).collect();
+    let mut identity = keys.clone();
+    identity.extend(["_batch_id", "_source_sha256", "_row_number"]);
+    let cols: Vec<String> = form
+        .columns
+        .iter()
+        .map(|c| format!("a.{}", c.name))
+        .collect();
+    let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
+    format!(
+        "with s as (select x.* from {superseded} x join (select distinct batch_id from delta.audit_batches) b on x.batch_id = b.batch_id),\n\
+         l as (select {key}, max(batch_id) as batch_id from s group by {key}),\n\
+         h as (select s.*, true as _superseded from s join l on {sl} and s.batch_id = l.batch_id),\n\
+         a as (select a.* from h right join (select * from {raw}{filter}) a on {ha}\n\
+               where h._superseded is null and not coalesce(a.withdrawn, false))\n\
+         select {cols}, a._extra, a._row_hash, a._batch_id, a._source_file, a._source_sha256, a._row_number, a._ingested_at\n\
+         from {loaded} f join a on a._batch_id = f.batch_id and a._source_sha256 = f.sha256",
+        sl = on("s", "l", &keys),
+        ha = on("h", "a", &identity),
+        cols = cols.join(", "),
+        loaded = LOADED_FILES,
+    )
+}
+
 /// `raw.<form>` (committed rows; those passing `filter` when given) and
 /// `current.<form>` over it.
 async fn register_form_views(
@@ -66,6 +126,9 @@ async fn register_form_views(
     form: &Form,
     filter: Option<&str>,
 ) -> Result<()> {
+    let superseded = format!("delta.{}", TableId::superseded(&form.name)).replace('/', "_");
+    let decided = ctx.table_exist(superseded.as_str())?;
+    let filter_sql = filter;
     let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
     for sql in [
         format!(
@@ -76,7 +139,11 @@ async fn register_form_views(
         format!(
             "create or replace view current.{0} as {1}",
             form.name,
-            current_view_sql(form, &format!("raw.{}", form.name))
+            if decided {
+                current_from_decisions_sql(form, &format!("delta.raw_{}", form.name), filter_sql, &superseded)
+            } else {
+                current_view_sql(form, &format!("raw.{}", form.name))
+            }
         ),
     ] {
         ctx.sql(&sql).await?;
@@ -146,6 +213,10 @@ impl Warehouse {
     /// Registers the tables and views into an existing session.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
         for id in self.ingest_tables().into_keys() {
+            if id.is_superseded() && self.table(&id).await?.version().is_none() {
+                // Written before superseded tables: current views aggregate.
+                continue;
+            }
             self.register_physical(ctx, &id).await?;
         }
         let q = |sql: String| async move { ctx.sql(&sql).await.map(|_| ()) };

@@ -12,6 +12,10 @@ use url::Url;
 
 use crate::{Error, Result};
 
+/// Memory for deciding the superseded versions of a whole form at once (a
+/// spilling sort, as the checks after loading).
+const DECIDE_MEMORY: usize = 512 << 20;
+
 /// A table of the warehouse: `<layer>/<name>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableId {
@@ -25,6 +29,19 @@ impl TableId {
             layer: layer.into(),
             name: name.into(),
         }
+    }
+}
+
+impl TableId {
+    /// `audit/superseded_<form>`: the versions of a form's keys that
+    /// `current.<form>` does not show (see [`crate::session`]).
+    pub fn superseded(form: &str) -> Self {
+        TableId::new("audit", &format!("superseded_{form}"))
+    }
+
+    /// Whether this is a form's superseded table.
+    pub fn is_superseded(&self) -> bool {
+        self.layer == "audit" && self.name.starts_with("superseded_")
     }
 }
 
@@ -49,6 +66,11 @@ pub struct Warehouse {
 /// of delta-rs's snappy, about a third smaller on the raw tables (national
 /// enterprise_rd: decimals and the row hash make most of the bytes), and no
 /// dictionary for the row hash, which never repeats.
+///
+/// Row groups of 128 Ki rows, not parquet's 1 Mi: a writer holds its file's
+/// open row group in memory, and a partitioned write holds one per partition
+/// (national staging.enterprise_rd: 31 partitions of ~370 k rows, each one
+/// open row group — the whole table — until the end).
 pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
     use deltalake::parquet::basic::{Compression, ZstdLevel};
     use deltalake::parquet::schema::types::ColumnPath;
@@ -57,8 +79,12 @@ pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProper
             ZstdLevel::try_new(3).expect("zstd level 3"),
         ))
         .set_column_dictionary_enabled(ColumnPath::from("_row_hash"), false)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
 }
+
+/// Rows per Parquet row group (see [`writer_properties`]).
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 fn ts_utc() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -141,6 +167,10 @@ impl Warehouse {
             t.insert(
                 TableId::new("raw", &form.name),
                 stmon_ingest::raw_schema(form),
+            );
+            t.insert(
+                TableId::superseded(&form.name),
+                crate::checks::superseded_schema(form),
             );
         }
         t.insert(TableId::new("audit", "quarantine"), diagnostics_schema());
@@ -227,10 +257,14 @@ impl Warehouse {
         }
     }
 
-    /// Creates missing tables. Creating is idempotent: an existing table is left alone.
+    /// Creates missing tables. Creating is idempotent: an existing table is
+    /// left alone. A form's superseded table missing beside committed rows (a
+    /// warehouse written before those tables existed) is created with every
+    /// committed key decided, in the commit that creates it.
     pub async fn ensure_tables(&self) -> Result<()> {
-        for (id, schema) in self.ingest_tables() {
-            let table = self.table(&id).await?;
+        let all = self.ingest_tables();
+        for (id, schema) in all.iter().filter(|(id, _)| !id.is_superseded()) {
+            let table = self.table(id).await?;
             if table.version().is_some() {
                 continue;
             }
@@ -249,7 +283,54 @@ impl Warehouse {
                 .await
                 .map_err(delta)?;
         }
+        for form in self.catalog.forms.values() {
+            let id = TableId::superseded(&form.name);
+            let table = self.table(&id).await?;
+            if table.version().is_some() {
+                continue;
+            }
+            let rows = self.decide_everything(form).await?;
+            tracing::info!(table = %id, rows = rows.iter().map(|b| b.num_rows()).sum::<usize>(), "superseded versions of the committed rows decided");
+            let empty =
+                arrow::record_batch::RecordBatch::new_empty(crate::checks::superseded_schema(form));
+            table
+                .write(if rows.is_empty() { vec![empty] } else { rows })
+                .with_writer_properties(writer_properties())
+                .with_table_name(format!("{}_{}", id.layer, id.name))
+                .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
+                .await
+                .map_err(|source| Error::Delta {
+                    table: id.to_string(),
+                    source,
+                })?;
+        }
         Ok(())
+    }
+
+    /// The superseded versions of every committed key of `form`, decided as
+    /// of the latest committed batch (none when the form has no rows).
+    async fn decide_everything(
+        &self,
+        form: &stmon_schema::Form,
+    ) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        let ctx = self.session_with_memory(DECIDE_MEMORY).await?;
+        let latest = crate::batch::query_strings(
+            &ctx,
+            &format!(
+                "select max(_batch_id) from raw.{} having count(*) > 0",
+                form.name
+            ),
+        )
+        .await?;
+        let Some(decided_in) = latest.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let scope = crate::checks::Scope::Everything {
+            decided_in: &decided_in,
+        };
+        Ok(crate::checks::check_form(&ctx, form, scope)
+            .await?
+            .superseded)
     }
 
     /// The current Delta version of every ingest table (None = not created).
