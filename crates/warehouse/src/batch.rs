@@ -513,9 +513,9 @@ impl Warehouse {
             // one audit row per file compared every row with every file of
             // its batch (6 s of a national night that found nothing new).
             let sql = format!(
-                "select b from (select distinct {col} as b from delta.{}_{}) \
+                "select b from (select distinct {col} as b from {}) \
                  where b not in (select distinct batch_id from delta.audit_batches)",
-                id.layer, id.name
+                id.session_name()
             );
             let orphans = query_strings(&ctx, &sql).await?;
             if orphans.is_empty() {

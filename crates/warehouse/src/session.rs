@@ -126,7 +126,7 @@ async fn register_form_views(
     form: &Form,
     filter: Option<&str>,
 ) -> Result<()> {
-    let superseded = format!("delta.{}", TableId::superseded(&form.name)).replace('/', "_");
+    let superseded = TableId::superseded(&form.name).session_name();
     let decided = ctx.table_exist(superseded.as_str())?;
     let filter_sql = filter;
     let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
@@ -213,11 +213,13 @@ impl Warehouse {
     /// Registers the tables and views into an existing session.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
         for id in self.ingest_tables().into_keys() {
-            if id.is_superseded() && self.table(&id).await?.version().is_none() {
-                // Written before superseded tables: current views aggregate.
-                continue;
+            if id.is_superseded() {
+                // Missing in a warehouse written before superseded tables:
+                // its current views aggregate (`register_form_views`).
+                self.register_if_exists(ctx, &id).await?;
+            } else {
+                self.register_physical(ctx, &id).await?;
             }
-            self.register_physical(ctx, &id).await?;
         }
         let q = |sql: String| async move { ctx.sql(&sql).await.map(|_| ()) };
         q("create or replace view audit.batches as select * from delta.audit_batches".into())
@@ -258,6 +260,18 @@ impl Warehouse {
     }
 
     pub(crate) async fn register_physical(&self, ctx: &SessionContext, id: &TableId) -> Result<()> {
+        if self.register_if_exists(ctx, id).await? {
+            Ok(())
+        } else {
+            Err(Error::Other(format!(
+                "table {id} does not exist; run `stmon ingest` first"
+            )))
+        }
+    }
+
+    /// Registers a physical table as [`TableId::session_name`] if it exists
+    /// (one open of its log). Returns whether it does.
+    async fn register_if_exists(&self, ctx: &SessionContext, id: &TableId) -> Result<bool> {
         ensure_schemas(ctx)?;
         let delta = |source| Error::Delta {
             table: id.to_string(),
@@ -265,17 +279,15 @@ impl Warehouse {
         };
         let table = self.table(id).await?;
         if table.version().is_none() {
-            return Err(Error::Other(format!(
-                "table {id} does not exist; run `stmon ingest` first"
-            )));
+            return Ok(false);
         }
         table
             .update_datafusion_session(&ctx.state())
             .map_err(delta)?;
         let provider = table.table_provider().await?;
-        let name = format!("delta.{}_{}", id.layer, id.name);
+        let name = id.session_name();
         ctx.deregister_table(name.as_str())?;
         ctx.register_table(name.as_str(), provider)?;
-        Ok(())
+        Ok(true)
     }
 }

@@ -39,6 +39,12 @@ impl TableId {
         TableId::new("audit", &format!("superseded_{form}"))
     }
 
+    /// The name a session registers the physical table under:
+    /// `delta.<layer>_<name>`.
+    pub fn session_name(&self) -> String {
+        format!("delta.{}_{}", self.layer, self.name)
+    }
+
     /// Whether this is a form's superseded table.
     pub fn is_superseded(&self) -> bool {
         self.layer == "audit" && self.name.starts_with("superseded_")
