@@ -139,6 +139,21 @@ pub fn worker_threads(cli: &Cli) -> Option<usize> {
     matches!(cli.command, Command::Serve(_)).then_some((cores * 4).max(8))
 }
 
+/// Gives the memory freed by the last step back to the OS. glibc's malloc
+/// keeps freed pages in its per-thread arenas: after the enterprise models
+/// of twice national data the process held ~1.4 GiB it no longer used, and
+/// the next model's memory came on top of it (2.0 GiB peak; 1.6 after
+/// trimming between models). Called between models and between steps.
+#[allow(unsafe_code)]
+pub fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only trims glibc's own heap,
+    // under its own locks; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 pub fn console_is_terminal() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal()

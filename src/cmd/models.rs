@@ -101,6 +101,7 @@ pub async fn run_models(
     let on = |e: Event| match e {
         Event::Start { total } => bar.set_length(total as u64),
         Event::Model(o) => {
+            super::release_memory();
             bar.inc(1);
             let line = match &o.status {
                 Status::Ok => {

@@ -258,6 +258,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "reports" => step_reports(&mut c).await,
             other => Err(anyhow::anyhow!("unknown step {other}")),
         };
+        super::release_memory();
         let (outcome, mut rows, summary) = match result {
             Ok(x) => x,
             Err(e) => (Outcome::Failed, Vec::new(), format!("{e:#}")),
@@ -590,6 +591,7 @@ async fn step_models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
     let on = |e: Event| match e {
         Event::Start { total } => bar.set_length(total as u64),
         Event::Model(o) => {
+            super::release_memory();
             bar.inc(1);
             bar.set_message(o.id.to_string());
             if matches!(o.status, Status::Ok) {

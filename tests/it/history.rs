@@ -198,7 +198,14 @@ async fn checks_that_spill_give_the_same_answers_as_in_memory() {
         vec![later],
     ];
     let mut outcomes = Vec::new();
-    for (name, check_memory) in [("roomy", 512 << 20), ("tight", 16 << 20)] {
+    // At 8 MiB the sort spills dozens of runs that merge in passes (a bounded
+    // fan-in: unbounded, the first merge took the whole pool and the final
+    // merge of the partitions failed with "resources exhausted").
+    for (name, check_memory) in [
+        ("roomy", 512 << 20),
+        ("tight", 16 << 20),
+        ("tighter", 8 << 20),
+    ] {
         let wh = warehouse(&dir.path().join(name));
         let mut counts = Vec::new();
         let mut spilled = 0;
@@ -223,7 +230,7 @@ async fn checks_that_spill_give_the_same_answers_as_in_memory() {
         // The tight run must really have spilled, or the comparison is idle.
         assert_eq!(
             spilled > 0,
-            name == "tight",
+            name != "roomy",
             "{name}: spilled {spilled} bytes"
         );
         outcomes.push((counts, quarantine(&wh).await, warnings, current));
@@ -234,6 +241,7 @@ async fn checks_that_spill_give_the_same_answers_as_in_memory() {
     assert!(quarantined.iter().any(|q| q.contains("conflict")));
     assert!(!warnings.is_empty(), "a year-to-date warning");
     assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[0], outcomes[2]);
 }
 
 /// `current.<form>` reads the decisions each batch stored

@@ -240,13 +240,18 @@ async fn a_second_run_changes_nothing_and_a_correction_rebuilds_only_what_reads_
     let models = step_items(&r3, "models");
     let project = stmon_models::Project::load(&repo().join("sql")).unwrap();
     let reads_rd = |id: &str| -> bool {
-        // Everything downstream of current.enterprise_rd in the graph.
+        // Everything downstream of current.enterprise_rd in the graph, except
+        // through intermediate.periods: a correction adds no year, so the
+        // periods are rebuilt with the same rows and their readers are up to
+        // date ("early cutoff", models::state).
         fn up(p: &stmon_models::Project, id: &str) -> bool {
             let m = p.models.iter().find(|m| m.id.to_string() == id).unwrap();
             m.sources.iter().any(|s| s == "current.enterprise_rd")
-                || m.deps.iter().any(|d| up(p, &d.to_string()))
+                || m.deps
+                    .iter()
+                    .any(|d| d.to_string() != "intermediate.periods" && up(p, &d.to_string()))
         }
-        up(&project, id)
+        id == "intermediate.periods" || up(&project, id)
     };
     let mut rebuilt = 0;
     for (model, status) in &models {
@@ -261,6 +266,8 @@ async fn a_second_run_changes_nothing_and_a_correction_rebuilds_only_what_reads_
     assert!(rebuilt >= 3 && rebuilt < models.len(), "{models:?}");
     assert_eq!(models["staging.county_economy"], "up_to_date");
     assert_eq!(models["marts.indicators"], "built");
+    assert_eq!(models["intermediate.periods"], "built");
+    assert_eq!(models["intermediate.division_counts"], "up_to_date");
     let versions = |r: &serde_json::Value, w: &str, t: &str| r["warehouse_versions"][w][t].clone();
     assert_eq!(
         versions(&r3, "before", "staging/recognition"),
@@ -289,6 +296,35 @@ async fn a_second_run_changes_nothing_and_a_correction_rebuilds_only_what_reads_
             || out.contains("built, 0 up to date")
             || out.contains("up to date"),
         "{out}"
+    );
+
+    // A report of a year not seen before changes the periods' rows: every
+    // model that reads them is rebuilt, division_counts too.
+    std::fs::write(
+        s.inbox.join("enterprise_rd_2019.csv"),
+        "period,credit_code,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,submitted_at\n\
+         2019-12,91330683MA2BCD006K,330683,C39,Y,Y,700,15,2020-01-05 09:00\n",
+    )
+    .unwrap();
+    let fourth = run(&s, &wh, &[]);
+    assert!(fourth.status.success(), "{}", text(&fourth));
+    let models = step_items(&results(&s), "models");
+    for m in [
+        "intermediate.periods",
+        "intermediate.division_counts",
+        "intermediate.high_tech_certified",
+        "marts.indicators",
+    ] {
+        assert_eq!(models[m], "built", "{m}: {models:?}");
+    }
+    assert_eq!(models["staging.recognition"], "up_to_date");
+    assert_eq!(
+        value(
+            &wh,
+            "select cast(count(*) as varchar) from intermediate.periods where year = 2019"
+        )
+        .await,
+        "12"
     );
 }
 
@@ -381,10 +417,10 @@ async fn an_incremental_night_rebuilds_only_the_partitions_its_new_rows_fall_in(
         .all(|m| m.is_empty()));
     assert_eq!(state(&wh).await, state(&full).await);
 
-    // A new contract file changes intermediate.periods' fingerprint (not its
-    // rows) and so high_tech_certified's: county_enterprise, which reads it
-    // whole, is out of date but no partition of it changed; the enterprise
-    // tables before it are up to date.
+    // A new contract file rebuilds intermediate.periods with the same rows:
+    // its readers that read nothing else new (high_tech_certified, and so
+    // county_enterprise, which reads that whole) are up to date ("early
+    // cutoff", models::state), as are the enterprise tables.
     std::fs::write(
         s.inbox.join("tech_contract_more.csv"),
         "contract_id,registered_on,county_code,seller_credit_code,contract_type,amount,submitted_at\n\
@@ -397,11 +433,10 @@ async fn an_incremental_night_rebuilds_only_the_partitions_its_new_rows_fall_in(
     let items = step_items(&r, "models");
     assert_eq!(items["staging.enterprise_rd"], "up_to_date");
     assert_eq!(items["intermediate.enterprise_asof"], "up_to_date");
-    assert_eq!(items["intermediate.high_tech_certified"], "built");
-    assert_eq!(
-        step_messages(&r, "models")["intermediate.county_enterprise"],
-        "(incremental: no partition changed)"
-    );
+    assert_eq!(items["intermediate.periods"], "built");
+    assert_eq!(items["intermediate.high_tech_certified"], "up_to_date");
+    assert_eq!(items["intermediate.county_enterprise"], "up_to_date");
+    assert_eq!(items["intermediate.division_counts"], "built");
 
     // A new certificate changes high_tech_certified's rows, which
     // county_enterprise reads whole: it is rebuilt whole.

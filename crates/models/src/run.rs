@@ -163,16 +163,30 @@ pub async fn run(
     opts: &RunOptions,
     on: &(dyn Fn(Event) + Sync),
 ) -> Result<RunReport> {
-    let selected = project.select(&opts.select)?;
+    let selected: std::collections::BTreeSet<&ModelId> = project
+        .select(&opts.select)?
+        .into_iter()
+        .map(|m| &m.id)
+        .collect();
     let ctx = session(wh, project).await?;
     let sources = crate::state::source_fingerprints(wh, &ctx).await?;
-    let fingerprints = crate::state::model_fingerprints(project, &sources.fingerprints);
     on(Event::Start {
         total: selected.len(),
     });
     let mut report = RunReport::default();
     let mut stop = false;
-    for m in selected {
+    // What each model is known by to its dependents (see `state::identity`),
+    // filled in dependency order as the run goes.
+    let mut identities = std::collections::BTreeMap::new();
+    for m in &project.models {
+        let fingerprint = crate::state::model_fingerprint(m, &sources.fingerprints, &identities);
+        let table_id = TableId::new(&m.id.layer, &m.id.name);
+        let stored = crate::state::stored(wh, &table_id).await?;
+        if !selected.contains(&m.id) {
+            let known = crate::state::identity(&fingerprint, stored.as_ref());
+            identities.insert(m.id.clone(), known);
+            continue;
+        }
         let t = Instant::now();
         let blocked = m.deps.iter().find(|d| {
             report
@@ -186,19 +200,16 @@ pub async fn run(
             rows: 0,
             elapsed: Duration::ZERO,
             tests: Vec::new(),
-            fingerprint: fingerprints.get(&m.id).cloned().unwrap_or_default(),
+            fingerprint: fingerprint.clone(),
             partitions: None,
         };
-        let table_id = TableId::new(&m.id.layer, &m.id.name);
+        let mut known = crate::state::identity(&fingerprint, stored.as_ref());
         if stop {
             outcome.status = Status::Skipped("--fail-fast: an earlier failure".into());
         } else if let Some(d) = blocked {
             outcome.status = Status::Skipped(format!("upstream {d} did not run"));
         } else if opts.incremental
-            && crate::state::stored_fingerprint(wh, &table_id)
-                .await?
-                .as_deref()
-                == Some(outcome.fingerprint.as_str())
+            && stored.as_ref().map(|s| s.fingerprint.as_str()) == Some(fingerprint.as_str())
         {
             outcome.status = Status::UpToDate;
             if !opts.no_tests && opts.retest.contains(&m.id) {
@@ -213,10 +224,17 @@ pub async fn run(
                 sources: &sources,
                 partial: opts.incremental,
             };
-            match build.materialise(m, &outcome.fingerprint).await {
-                Ok((rows, partitions)) => {
-                    outcome.rows = rows;
-                    outcome.partitions = partitions;
+            match build.materialise(m, &fingerprint).await {
+                Ok(built) => {
+                    outcome.rows = built.rows;
+                    outcome.partitions = built.partitions;
+                    known = crate::state::identity(
+                        &fingerprint,
+                        Some(&crate::state::Stored {
+                            fingerprint: fingerprint.clone(),
+                            content: built.content,
+                        }),
+                    );
                     if !opts.no_tests {
                         outcome.tests =
                             run_tests(&ctx, &checks::compile(&m.id, &m.spec), opts.fail_fast).await;
@@ -225,6 +243,7 @@ pub async fn run(
                 Err(message) => outcome.status = Status::Failed(message),
             }
         }
+        identities.insert(m.id.clone(), known);
         outcome.elapsed = t.elapsed();
         let failed = matches!(outcome.status, Status::Failed(_))
             || outcome.tests.iter().any(|t| !t.passed());
@@ -249,14 +268,8 @@ struct Build<'a> {
 }
 
 impl Build<'_> {
-    /// Plans and writes one model: the rows and, for a partial build of an
-    /// incremental model, the number of partitions rebuilt. An error is a
-    /// message naming file and line.
-    async fn materialise(
-        &self,
-        m: &Model,
-        fingerprint: &str,
-    ) -> Result<(u64, Option<usize>), String> {
+    /// Plans and writes one model. An error is a message naming file and line.
+    async fn materialise(&self, m: &Model, fingerprint: &str) -> Result<Built, String> {
         let file = m.path.display().to_string();
         let fail = |e: String| format!("{file}{}: {e}", locate(&m.sql, &e));
         let (wh, ctx) = (self.wh, self.ctx);
@@ -385,8 +398,54 @@ impl Build<'_> {
                     .map(|a| a.value(0) as u64)
             })
             .unwrap_or(0);
-        Ok((rows, partial))
+        // A small model that is rebuilt whole records its content for its
+        // dependents (see `state`): a commit of no rows after the data's.
+        let mut content = None;
+        if inputs.is_none() && rows <= crate::state::CONTENT_ROWS {
+            let digest = crate::state::content_digest(ctx, &m.id.to_string())
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let props = crate::state::commit_properties_with(
+                fingerprint,
+                [(
+                    crate::state::CONTENT_KEY.to_string(),
+                    serde_json::Value::String(digest.clone()),
+                )],
+            );
+            let df = ctx
+                .sql(&format!("select * from {} where false", m.id))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            wh.table(&TableId::new(&m.id.layer, &m.id.name))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .write(Vec::<RecordBatch>::new())
+                .with_input_plan(df.logical_plan().clone())
+                .with_session_state(Arc::new(ctx.state()))
+                .with_save_mode(SaveMode::Append)
+                .with_commit_properties(props)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            register_model(wh, ctx, &m.id)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            content = Some(digest);
+        }
+        Ok(Built {
+            rows,
+            partitions: partial,
+            content,
+        })
     }
+}
+
+/// What building a model wrote.
+struct Built {
+    rows: u64,
+    /// For a partial build of an incremental model, the partitions rebuilt.
+    partitions: Option<usize>,
+    /// The digest of its rows, for a small model built whole.
+    content: Option<String>,
 }
 
 /// `:line` of the SQL a DataFusion message points at, where it can be told:

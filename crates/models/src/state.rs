@@ -11,6 +11,17 @@
 //! the same atomic commit as the data, so "is this table up to date?" has a
 //! true answer after any crash: a run rebuilds a model only when the
 //! fingerprint it computes differs from the one its table's last commit holds.
+//!
+//! A dependent reads a small model (at most [`CONTENT_ROWS`] rows) by its
+//! content, not by its fingerprint: after building it, the run records the
+//! digest of its rows ([`CONTENT_KEY`], in a commit of no rows after the data's,
+//! carrying the fingerprint again), and the dependents' fingerprints name that
+//! digest. So a night whose new rows change no year leaves
+//! `intermediate.periods` (24 rows) as it was, and the models that read it
+//! and nothing else that changed stay up to date ("early cutoff"). A crash
+//! between the two commits loses only the digest: the dependents then
+//! fingerprint the model by its fingerprint and are rebuilt, never skipped
+//! wrongly.
 
 use std::collections::BTreeMap;
 
@@ -19,13 +30,20 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use stmon_warehouse::{TableId, Warehouse};
 
-use crate::{text_column, ModelId, Project, Result};
+use crate::{text_column, ModelId, Result};
 
 /// Key of the commit metadata holding the fingerprint.
 pub const KEY: &str = "stmon.fingerprint";
 
+/// Key of the commit metadata holding a small model's content digest.
+pub const CONTENT_KEY: &str = "stmon.content";
+
+/// Models with at most this many rows are fingerprinted by content for their
+/// dependents (the digest reads and sorts them all: keep it cheap).
+pub const CONTENT_ROWS: u64 = 100_000;
+
 /// Bump when the way tables are written changes, to rebuild everything once.
-const FORMAT: &str = "stmon-model-v2";
+const FORMAT: &str = "stmon-model-v3";
 
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
@@ -124,48 +142,109 @@ pub async fn source_fingerprints(wh: &Warehouse, ctx: &SessionContext) -> Result
     })
 }
 
-/// Every model's fingerprint, given the sources' (see the module docs).
-pub fn model_fingerprints(
-    project: &Project,
+/// A model's fingerprint (see the module docs), given the sources' and what
+/// its dependencies are known by (`identities`: their content digest where
+/// recorded, else their fingerprint; see [`identity`]).
+pub fn model_fingerprint(
+    m: &crate::Model,
     sources: &BTreeMap<String, String>,
-) -> BTreeMap<ModelId, String> {
-    let mut out: BTreeMap<ModelId, String> = BTreeMap::new();
-    // Project::models is in dependency order, so deps come first.
-    for m in &project.models {
-        let yml = std::fs::read(m.path.with_extension("yml")).unwrap_or_default();
-        let mut parts: Vec<Vec<u8>> = vec![
-            FORMAT.as_bytes().to_vec(),
-            m.id.to_string().into_bytes(),
-            m.sql.as_bytes().to_vec(),
-            yml,
-        ];
-        for d in &m.deps {
-            parts.push(format!("{d}={}", out.get(d).map_or("?", |s| s.as_str())).into_bytes());
-        }
-        for s in &m.sources {
-            // An unknown source (a typo) fingerprints as itself: the model
-            // then fails when it runs, which is the message a person needs.
-            let fp = sources.get(&s.to_lowercase()).map_or("?", |s| s.as_str());
-            parts.push(format!("{s}={fp}").into_bytes());
-        }
-        let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-        out.insert(m.id.clone(), sha256_hex(&refs));
+    identities: &BTreeMap<ModelId, String>,
+) -> String {
+    let yml = std::fs::read(m.path.with_extension("yml")).unwrap_or_default();
+    let mut parts: Vec<Vec<u8>> = vec![
+        FORMAT.as_bytes().to_vec(),
+        m.id.to_string().into_bytes(),
+        m.sql.as_bytes().to_vec(),
+        yml,
+    ];
+    for d in &m.deps {
+        let known = identities.get(d).map_or("?", |s| s.as_str());
+        parts.push(format!("{d}={known}").into_bytes());
     }
-    out
+    for s in &m.sources {
+        // An unknown source (a typo) fingerprints as itself: the model
+        // then fails when it runs, which is the message a person needs.
+        let fp = sources.get(&s.to_lowercase()).map_or("?", |s| s.as_str());
+        parts.push(format!("{s}={fp}").into_bytes());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    sha256_hex(&refs)
 }
 
-/// The fingerprint the last commit of a table was built from, if any.
-pub async fn stored_fingerprint(wh: &Warehouse, id: &TableId) -> Result<Option<String>> {
+/// What a model is known by to its dependents: the content digest its table
+/// recorded when that table is up to date (`fingerprint` is what it would be
+/// built from now), else the fingerprint itself.
+pub fn identity(fingerprint: &str, stored: Option<&Stored>) -> String {
+    match stored {
+        Some(Stored {
+            fingerprint: f,
+            content: Some(c),
+        }) if f == fingerprint => format!("content:{c}"),
+        _ => fingerprint.to_string(),
+    }
+}
+
+/// What the last commit of a model table records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub fingerprint: String,
+    /// The digest of its rows (small models only, see [`CONTENT_ROWS`]).
+    pub content: Option<String>,
+}
+
+/// What the last commit of a table records, if it has a fingerprint.
+pub async fn stored(wh: &Warehouse, id: &TableId) -> Result<Option<Stored>> {
     let table = wh.table(id).await?;
     if table.version().is_none() {
         return Ok(None);
     }
     let infos: Vec<_> = table.history(Some(1)).try_collect().await?;
-    Ok(infos
-        .first()
-        .and_then(|c| c.info.get(KEY))
-        .and_then(|v| v.as_str())
-        .map(str::to_string))
+    let info = infos.first().map(|c| &c.info);
+    let text = |k: &str| {
+        info.and_then(|i| i.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    Ok(text(KEY).map(|fingerprint| Stored {
+        fingerprint,
+        content: text(CONTENT_KEY),
+    }))
+}
+
+/// The fingerprint the last commit of a table was built from, if any.
+pub async fn stored_fingerprint(wh: &Warehouse, id: &TableId) -> Result<Option<String>> {
+    Ok(stored(wh, id).await?.map(|s| s.fingerprint))
+}
+
+/// The digest of a table's rows: independent of their order and of how they
+/// are split into files, dependent on the column names and types.
+pub async fn content_digest(ctx: &SessionContext, table: &str) -> Result<String> {
+    use arrow::row::{RowConverter, SortField};
+    let df = ctx.table(table).await?;
+    let schema = df.schema().as_arrow().clone();
+    let batches = df.collect().await?;
+    let converter = RowConverter::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect(),
+    )?;
+    let mut rows: Vec<Vec<u8>> = Vec::new();
+    for b in &batches {
+        let converted = converter.convert_columns(b.columns())?;
+        rows.extend(converted.iter().map(|r| r.as_ref().to_vec()));
+    }
+    rows.sort_unstable();
+    let mut h = Sha256::new();
+    for f in schema.fields() {
+        h.update(format!("{}:{}\n", f.name(), f.data_type()).as_bytes());
+    }
+    for r in &rows {
+        h.update((r.len() as u64).to_le_bytes());
+        h.update(r);
+    }
+    Ok(hex_of(&h.finalize()))
 }
 
 /// Commit properties that record a fingerprint.
