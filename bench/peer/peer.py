@@ -658,7 +658,8 @@ def cmd_compare(args):
 
 
 def cmd_corrections(args):
-    """A night's file: a share of the enterprise_rd rows, re-dated as later corrections."""
+    """A night's file: a share of the enterprise_rd rows as later corrections: re-dated, and
+    their R&D spending raised by 1 % (so that the corrections change what the marts report)."""
     import csv
     import io
 
@@ -679,6 +680,7 @@ def cmd_corrections(args):
         total += len(rows) - 1
         if header is None:
             header, at = rows[0], mapping.index("submitted_at")
+            rd = mapping.index("rd_expenditure")
         if rows[0] == header:
             picked += rows[1:]
     want = max(1, int(total * args.share))
@@ -688,6 +690,10 @@ def cmd_corrections(args):
         for n, row in enumerate((picked * (want // max(1, len(picked)) + 1))[:want]):
             row = list(row)
             row[at] = "2024-02-01 %02d:%02d:%02d" % (n // 3600 % 24, n // 60 % 60, n % 60)
+            try:
+                row[rd] = "%.2f" % (float(row[rd].strip().replace(",", "")) * 1.01)
+            except ValueError:
+                pass  # a value the contract rejects stays as it was
             w.writerow(row)
     print(want)
 
