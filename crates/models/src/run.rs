@@ -398,10 +398,12 @@ impl Build<'_> {
                     .map(|a| a.value(0) as u64)
             })
             .unwrap_or(0);
-        // A small model that is rebuilt whole records its content for its
-        // dependents (see `state`): a commit of no rows after the data's.
+        // A small model that is rebuilt whole and read by other models
+        // records its content for them (see `state`): a commit of no rows
+        // after the data's.
         let mut content = None;
-        if inputs.is_none() && rows <= crate::state::CONTENT_ROWS {
+        let read = self.project.models.iter().any(|o| o.deps.contains(&m.id));
+        if inputs.is_none() && read && rows <= crate::state::CONTENT_ROWS {
             let digest = crate::state::content_digest(ctx, &m.id.to_string())
                 .await
                 .map_err(|e| fail(e.to_string()))?;

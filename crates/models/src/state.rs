@@ -12,7 +12,7 @@
 //! true answer after any crash: a run rebuilds a model only when the
 //! fingerprint it computes differs from the one its table's last commit holds.
 //!
-//! A dependent reads a small model (at most [`CONTENT_ROWS`] rows) by its
+//! A dependent reads a small model (at most [`CONTENT_ROWS`] rows, with readers) by its
 //! content, not by its fingerprint: after building it, the run records the
 //! digest of its rows ([`CONTENT_KEY`], in a commit of no rows after the data's,
 //! carrying the fingerprint again), and the dependents' fingerprints name that
