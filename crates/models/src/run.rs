@@ -404,7 +404,7 @@ impl Build<'_> {
         let mut content = None;
         let read = self.project.models.iter().any(|o| o.deps.contains(&m.id));
         if inputs.is_none() && read && rows <= crate::state::CONTENT_ROWS {
-            let digest = crate::state::content_digest(ctx, &m.id.to_string())
+            let digest = crate::incremental::content_hash(ctx, &m.id.to_string())
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             let props = crate::state::commit_properties_with(

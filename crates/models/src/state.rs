@@ -39,7 +39,7 @@ pub const KEY: &str = "stmon.fingerprint";
 pub const CONTENT_KEY: &str = "stmon.content";
 
 /// Models with at most this many rows are fingerprinted by content for their
-/// dependents (the digest reads and sorts them all: keep it cheap).
+/// dependents (the digest reads them all: keep it cheap).
 pub const CONTENT_ROWS: u64 = 100_000;
 
 /// Bump when the way tables are written changes, to rebuild everything once.
@@ -214,37 +214,6 @@ pub async fn stored(wh: &Warehouse, id: &TableId) -> Result<Option<Stored>> {
 /// The fingerprint the last commit of a table was built from, if any.
 pub async fn stored_fingerprint(wh: &Warehouse, id: &TableId) -> Result<Option<String>> {
     Ok(stored(wh, id).await?.map(|s| s.fingerprint))
-}
-
-/// The digest of a table's rows: independent of their order and of how they
-/// are split into files, dependent on the column names and types.
-pub async fn content_digest(ctx: &SessionContext, table: &str) -> Result<String> {
-    use arrow::row::{RowConverter, SortField};
-    let df = ctx.table(table).await?;
-    let schema = df.schema().as_arrow().clone();
-    let batches = df.collect().await?;
-    let converter = RowConverter::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect(),
-    )?;
-    let mut rows: Vec<Vec<u8>> = Vec::new();
-    for b in &batches {
-        let converted = converter.convert_columns(b.columns())?;
-        rows.extend(converted.iter().map(|r| r.as_ref().to_vec()));
-    }
-    rows.sort_unstable();
-    let mut h = Sha256::new();
-    for f in schema.fields() {
-        h.update(format!("{}:{}\n", f.name(), f.data_type()).as_bytes());
-    }
-    for r in &rows {
-        h.update((r.len() as u64).to_le_bytes());
-        h.update(r);
-    }
-    Ok(hex_of(&h.finalize()))
 }
 
 /// Commit properties that record a fingerprint.
