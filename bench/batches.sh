@@ -6,6 +6,7 @@
 #
 #   bench/batches.sh [N]                 (default 1000)
 #   STMON_BIN=target/debug/stmon bench/batches.sh 100
+#   KEEP=1 bench/batches.sh 200         keeps its work folder (mktemp) for a look
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -16,7 +17,7 @@ if [ -z "${STMON_BIN:-}" ]; then
 fi
 BIN=$STMON_BIN
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 "$BIN" fixtures generate --scale shaoxing --seed 2023 --out "$WORK/data" > /dev/null
 # Every batch's file up front: four rows of one enterprise_rd file, re-dated
 # (batch i submitted i seconds after 2024-03-01), so each is new and a correction.
@@ -57,16 +58,31 @@ one() {
   e=$(date +%s.%N)
   echo "$e - $s" | bc
 }
-files() { find "$WORK/wh/raw/enterprise_rd" -name '*.parquet' | wc -l; }
+# The table's active Parquet files (the Delta log replayed: compaction
+# leaves the files it replaced on disk for time travel), its commits and
+# its log checkpoints.
+files() {
+  python3 - "$WORK/wh/raw/enterprise_rd/_delta_log" <<'PY'
+import json, os, sys
+log, live = sys.argv[1], set()
+for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
+    for line in open(os.path.join(log, name)):
+        a = json.loads(line)
+        if "add" in a: live.add(a["add"]["path"])
+        if "remove" in a: live.discard(a["remove"]["path"])
+print(len(live))
+PY
+}
 logs() { find "$WORK/wh/raw/enterprise_rd/_delta_log" -name '*.json' | wc -l; }
+checkpoints() { find "$WORK/wh/raw/enterprise_rd/_delta_log" -name '*.checkpoint.parquet' | wc -l; }
 for i in $(seq 1 10); do one "$i" > /dev/null; done
 early=$( (for i in 11 12 13; do one "$i"; done) | awk '{ s += $1 } END { printf "%.2f", s / NR }')
 early_files=$(files)
 for i in $(seq 14 "$N"); do
   one "$i" > /dev/null
-  if (( i % 100 == 0 )); then echo "… $i batches, raw/enterprise_rd: $(files) Parquet files, $(logs) log entries" >&2; fi
+  if (( i % 100 == 0 )); then echo "… $i batches, raw/enterprise_rd: $(files) active Parquet files, $(logs) commits" >&2; fi
 done
 late=$( (for i in $(seq $((N + 1)) $((N + 3))); do one "$i"; done) | awk '{ s += $1 } END { printf "%.2f", s / NR }')
-printf 'one 4-row batch after %4d batches: %6.2f s  (raw/enterprise_rd: %d Parquet files)\n' 10 "$early" "$early_files"
-printf 'one 4-row batch after %4d batches: %6.2f s  (raw/enterprise_rd: %d Parquet files, %d log entries)\n' "$N" "$late" "$(files)" "$(logs)"
+printf 'one 4-row batch after %4d batches: %6.2f s  (raw/enterprise_rd: %d active Parquet files)\n' 10 "$early" "$early_files"
+printf 'one 4-row batch after %4d batches: %6.2f s  (raw/enterprise_rd: %d active Parquet files, %d commits, %d log checkpoints)\n' "$N" "$late" "$(files)" "$(logs)" "$(checkpoints)"
 echo "$late $early" | awk '{ printf "ratio: %.2f×\n", $1 / $2 }'

@@ -150,4 +150,19 @@ pub fn print_report(wh: &Warehouse, r: &BatchReport, list_skipped: bool) {
             f.message.as_deref().unwrap_or("")
         );
     }
+    if !r.compacted.is_empty() {
+        println!();
+    }
+    for c in &r.compacted {
+        println!(
+            "compacted {}: {} small files into {}",
+            c.table, c.files_removed, c.files_added
+        );
+    }
+    if let Some(e) = &r.compaction_error {
+        println!();
+        println!(
+            "warning: compaction failed (the batch is committed; the next batch retries): {e}"
+        );
+    }
 }

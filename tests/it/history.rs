@@ -93,6 +93,57 @@ async fn conflicting_versions_are_rejected_and_identical_ones_count_once() {
     );
 }
 
+/// Row hashes were 32 hex digits before they were 16: a table holding both
+/// still tells the same submission (counted once) from a conflicting one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_hashed_at_32_digits_agree_with_the_same_rows_at_16() {
+    use stmon_warehouse::TableId;
+    let dir = tempfile::tempdir().unwrap();
+    let wh = warehouse(&dir.path().join("wh"));
+    let header = "period,credit_code,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,submitted_at\n";
+    let x = "2023-04,91330603MA2BCD008X,330603,C39,Y,Y,1000,40,2023-05-25 09:00\n";
+    let file = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{header}{body}")).unwrap();
+        p
+    };
+    ingest(&wh, &[file("1.csv", x)]).await;
+    // Make the stored row look as an older stmon wrote it.
+    let raw = TableId::new("raw", "enterprise_rd");
+    wh.table(&raw)
+        .await
+        .unwrap()
+        .update()
+        .with_update("_row_hash", "concat(_row_hash, '0123456789abcdef')")
+        .await
+        .unwrap();
+    assert_eq!(
+        query(&wh, "select length(_row_hash) from raw.enterprise_rd").await,
+        vec![row(&["32"])]
+    );
+    // The same row in a new file: one submission, nothing rejected.
+    let other = "2023-04,91330681MA2BCD005K,330681,C39,Y,Y,500,5,2023-05-25 09:00\n";
+    let r = ingest(&wh, &[file("2.csv", &format!("{x}{other}"))]).await;
+    assert_eq!(
+        (
+            r.forms["enterprise_rd"].accepted,
+            r.forms["enterprise_rd"].rejected
+        ),
+        (2, 0)
+    );
+    assert_eq!(
+        query(&wh, "select credit_code, rd_expenditure, length(_row_hash) from current.enterprise_rd order by 1").await,
+        vec![
+            row(&["91330603MA2BCD008X", "40.0000", "32"]),
+            row(&["91330681MA2BCD005K", "5.0000", "16"]),
+        ]
+    );
+    // A different row at the same key and time is still a conflict.
+    let changed = x.replace(",40,", ",41,");
+    let r = ingest(&wh, &[file("3.csv", &changed)]).await;
+    assert_eq!(r.forms["enterprise_rd"].rejected, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_keeps_the_previous_version_current() {
     let dir = tempfile::tempdir().unwrap();
@@ -383,4 +434,105 @@ async fn decided_current_view_equals_the_aggregate_over_every_version() {
         decided.iter().any(|r| r.contains(&"13.0000".to_string())),
         "{decided:?}"
     );
+}
+
+/// A table that grows by small batches is compacted once it holds
+/// `SMALL_FILES` small files: the batch that reaches the count rewrites them
+/// into one, the rows stay the same (the version before the compaction reads
+/// the same rows as the one after), and the current view and the decisions
+/// go on as if nothing happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_batches_are_compacted_without_changing_a_row() {
+    use stmon_warehouse::{TableId, SMALL_FILES};
+    let dir = tempfile::tempdir().unwrap();
+    let header = "period,credit_code,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,submitted_at\n";
+    let a = stmon_core::credit_code::complete("91330602MA2BCD001").unwrap();
+    let b = stmon_core::credit_code::complete("91330602MA2BCD002").unwrap();
+    let wh = warehouse(&dir.path().join("wh"));
+    let raw = TableId::new("raw", "enterprise_rd");
+    let batches = TableId::new("audit", "batches");
+    let rows = "select _batch_id, _row_number, credit_code, rd_expenditure from raw.enterprise_rd order by 1, 2";
+    for i in 1..=SMALL_FILES + 1 {
+        // Each batch corrects both firms' April: a to i, b to 100 + i.
+        let p = dir.path().join(format!("{i}.csv"));
+        let at = format!("2023-05-01 09:{i:02}");
+        std::fs::write(
+            &p,
+            format!("{header}2023-04,{a},330602,C39,Y,N,1000,{i},{at}\n2023-04,{b},330602,C39,Y,N,1000,{},{at}\n", 100 + i),
+        )
+        .unwrap();
+        let r = ingest(&wh, &[p]).await;
+        assert_eq!(r.forms["enterprise_rd"].accepted, 2, "batch {i}");
+        let files = wh.file_sizes(&raw).await.unwrap().len();
+        let compacted: Vec<String> = r.compacted.iter().map(|c| c.table.to_string()).collect();
+        if i < SMALL_FILES {
+            assert_eq!(files, i, "batch {i}: one file per batch until the count");
+            assert!(compacted.is_empty(), "batch {i}: {compacted:?}");
+        } else if i == SMALL_FILES {
+            // The batch that makes the count compacts raw and audit/batches.
+            assert!(
+                compacted.contains(&"raw/enterprise_rd".to_string()),
+                "{compacted:?}"
+            );
+            assert!(
+                compacted.contains(&"audit/batches".to_string()),
+                "{compacted:?}"
+            );
+            let c = r.compacted.iter().find(|c| c.table == raw).unwrap();
+            assert_eq!((c.files_removed, c.files_added), (SMALL_FILES as u64, 1));
+            assert_eq!(files, 1);
+            assert_eq!(wh.file_sizes(&batches).await.unwrap().len(), 1);
+            // The version before the compaction reads the same rows.
+            let now = wh.table(&raw).await.unwrap().version().unwrap();
+            let before = wh.pinned([(raw.clone(), now - 1)].into_iter().collect());
+            let compacted_rows = query(&wh, rows).await;
+            assert_eq!(compacted_rows.len(), 2 * SMALL_FILES);
+            assert_eq!(query(&before, rows).await, compacted_rows);
+        } else {
+            assert_eq!(files, 2, "the compacted file and this batch's");
+        }
+    }
+    let n = SMALL_FILES + 1;
+    assert_eq!(
+        query(
+            &wh,
+            "select credit_code, rd_expenditure from current.enterprise_rd order by 1"
+        )
+        .await,
+        vec![
+            row(&[&a, &format!("{n}.0000")]),
+            row(&[&b, &format!("{}.0000", 100 + n)]),
+        ]
+    );
+    let form = &wh.catalog.forms["enterprise_rd"];
+    let by_aggregate = format!(
+        "select * from ({}) order by credit_code, period",
+        stmon_warehouse::current_view_sql(form, "raw.enterprise_rd")
+    );
+    assert_eq!(
+        query(
+            &wh,
+            "select * from current.enterprise_rd order by credit_code, period"
+        )
+        .await,
+        query(&wh, &by_aggregate).await
+    );
+    // Each table the batches wrote has a log checkpoint fewer than
+    // CHECKPOINT_EVERY commits behind its latest version.
+    for id in [&raw, &batches] {
+        let log = dir
+            .path()
+            .join(format!("wh/{}/{}/_delta_log", id.layer, id.name));
+        let last: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(log.join("_last_checkpoint")).unwrap()).unwrap();
+        let checkpoint = last["version"].as_i64().unwrap();
+        assert!(log
+            .join(format!("{checkpoint:020}.checkpoint.parquet"))
+            .is_file());
+        let version = wh.table(id).await.unwrap().version().unwrap() as i64;
+        assert!(
+            version - checkpoint < stmon_warehouse::CHECKPOINT_EVERY,
+            "{id}: version {version}, checkpoint {checkpoint}"
+        );
+    }
 }

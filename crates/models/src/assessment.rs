@@ -495,9 +495,10 @@ pub async fn write_delta(wh: &Warehouse, a: &Assessment, fingerprint: Option<&st
         let table = wh
             .table(&TableId::new("marts", &format!("assessment_{}", t.name)))
             .await?;
+        let props = stmon_warehouse::writer_properties_for(&batch.schema());
         let mut write = table
             .write(vec![batch])
-            .with_writer_properties(stmon_warehouse::writer_properties())
+            .with_writer_properties(props)
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite);
         if let Some(fp) = fingerprint {

@@ -321,7 +321,9 @@ impl Build<'_> {
                 table
                     .write(Vec::<RecordBatch>::new())
                     .with_input_plan(df.logical_plan().clone())
-                    .with_writer_properties(stmon_warehouse::writer_properties())
+                    .with_writer_properties(stmon_warehouse::writer_properties_for(
+                        df.schema().as_arrow(),
+                    ))
                     .with_session_state(Arc::new(ctx.state()))
                     .with_save_mode(SaveMode::Overwrite)
                     .with_schema_mode(SchemaMode::Overwrite)
@@ -341,7 +343,9 @@ impl Build<'_> {
                 table
                     .write(Vec::<RecordBatch>::new())
                     .with_input_plan(df.logical_plan().clone())
-                    .with_writer_properties(stmon_warehouse::writer_properties())
+                    .with_writer_properties(stmon_warehouse::writer_properties_for(
+                        df.schema().as_arrow(),
+                    ))
                     .with_session_state(Arc::new(ctx.state()))
                     .with_save_mode(SaveMode::Append)
                     .with_commit_properties(props)
@@ -367,7 +371,9 @@ impl Build<'_> {
                 table
                     .write(Vec::<RecordBatch>::new())
                     .with_input_plan(df.logical_plan().clone())
-                    .with_writer_properties(stmon_warehouse::writer_properties())
+                    .with_writer_properties(stmon_warehouse::writer_properties_for(
+                        df.schema().as_arrow(),
+                    ))
                     .with_session_state(Arc::new(sub.state()))
                     .with_save_mode(SaveMode::Overwrite)
                     .with_replace_where(predicate)

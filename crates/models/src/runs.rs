@@ -102,6 +102,11 @@ pub async fn append(wh: &Warehouse, rows: &[RunRow]) -> Result<()> {
         ],
     )?;
     wh.append(&table_id(), vec![batch]).await?;
+    // Every run appends a few rows: upkeep keeps the table a few files. The
+    // rows are committed; a failed compaction is retried by the next append.
+    if let Err(e) = wh.upkeep(&[table_id()]).await {
+        tracing::warn!(error = %e, "upkeep of audit/runs failed");
+    }
     Ok(())
 }
 

@@ -90,6 +90,11 @@ pub struct BatchReport {
     /// Bytes the checks after loading spilled to disk (their memory limit was
     /// reached; see [`IngestRequest::check_memory`]).
     pub check_spilled_bytes: u64,
+    /// Tables this batch compacted after its commit (see `maintain`).
+    pub compacted: Vec<crate::Compaction>,
+    /// Why compaction failed, if it did (the batch stays committed; the next
+    /// batch that writes the table compacts it).
+    pub compaction_error: Option<String>,
 }
 
 impl BatchReport {
@@ -485,6 +490,26 @@ impl Warehouse {
             s.reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         }
         tracing::info!(elapsed = ?t.elapsed(), "batch committed");
+
+        // Upkeep of the tables the batch wrote; the batch is already
+        // committed, so a failure here loses nothing and is only reported.
+        progress(Progress::Stage("compacting small files"));
+        let mut written: Vec<TableId> = ["batches", "quarantine", "warnings"]
+            .into_iter()
+            .map(|t| TableId::new("audit", t))
+            .collect();
+        for form in &touched {
+            written.push(TableId::new("raw", form));
+            written.push(TableId::superseded(form));
+        }
+        written.sort();
+        match self.upkeep(&written).await {
+            Ok(done) => report.compacted = done,
+            Err(e) => {
+                tracing::warn!(error = %e, "compaction failed; the batch is committed");
+                report.compaction_error = Some(e.to_string());
+            }
+        }
         report.files.extend(loaded);
         report.batch_id = Some(batch_id);
         Ok(report)

@@ -277,7 +277,10 @@ impl Shape {
         let mut select: Vec<String> = self.key.clone();
         select.extend([
             "submitted_at".to_string(),
-            "_row_hash".into(),
+            format!(
+                "left(_row_hash, {}) as _row_hash",
+                stmon_ingest::ROW_HASH_DIGITS
+            ),
             mine,
             "_source_file".into(),
             "_source_sha256".into(),

@@ -16,6 +16,10 @@
 //! ingest deletes them. So a crash at any moment leaves every table, as
 //! readers see it, as before the batch or as after it.
 //!
+//! After its commit a batch compacts the tables it wrote once small files
+//! pile up (see `maintain`), so a night's cost does not grow with the number
+//! of nights before it.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::sync::Arc;
@@ -42,12 +46,14 @@ pub mod checkpoint;
 mod checks;
 pub mod hash;
 pub mod lock;
+mod maintain;
 mod session;
 mod tables;
 
 pub use batch::{BatchReport, FileReport, FormSummary, IngestRequest, Progress};
+pub use maintain::{Compaction, CHECKPOINT_EVERY, SMALL_FILES, SMALL_FILE_BYTES};
 pub use session::{current_from_decisions_sql, current_view_sql};
-pub use tables::{writer_properties, TableId, Warehouse};
+pub use tables::{writer_properties, writer_properties_for, TableId, Warehouse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -58,13 +58,14 @@ pub fn current_view_sql(form: &Form, raw: &str) -> String {
         .collect();
     format!(
         "with v as (select *, concat(_batch_id, '|', lpad(cast(_row_number as varchar), 12, '0'), '|', _source_sha256) as _pick from {raw}),\n\
-         g as (select {key}, submitted_at, min(_row_hash) = max(_row_hash) as _agree, min(_pick) as _pick from v group by {key}, submitted_at),\n\
+         g as (select {key}, submitted_at, min(left(_row_hash, {digits})) = max(left(_row_hash, {digits})) as _agree, min(_pick) as _pick from v group by {key}, submitted_at),\n\
          p as (select {key}, first_value(_pick order by submitted_at desc) filter (where _agree and submitted_at is not null) as _pick from g group by {key})\n\
          select {cols}, a._extra, a._row_hash, a._batch_id, a._source_file, a._source_sha256, a._row_number, a._ingested_at\n\
          from p join v a on {on} and a._pick = p._pick\n\
          where not coalesce(a.withdrawn, false)",
         on = on.join(" and "),
         cols = cols.join(", "),
+        digits = stmon_ingest::ROW_HASH_DIGITS,
     )
 }
 

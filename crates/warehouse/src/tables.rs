@@ -77,7 +77,13 @@ pub struct Warehouse {
 /// open row group in memory, and a partitioned write holds one per partition
 /// (national staging.enterprise_rd: 31 partitions of ~370 k rows, each one
 /// open row group — the whole table — until the end).
+///
+/// Without a schema; [`writer_properties_for`] adds the per-column encodings.
 pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    base_writer_properties().build()
+}
+
+fn base_writer_properties() -> deltalake::parquet::file::properties::WriterPropertiesBuilder {
     use deltalake::parquet::basic::{Compression, ZstdLevel};
     use deltalake::parquet::schema::types::ColumnPath;
     deltalake::parquet::file::properties::WriterProperties::builder()
@@ -86,7 +92,36 @@ pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProper
         ))
         .set_column_dictionary_enabled(ColumnPath::from("_row_hash"), false)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
+}
+
+/// Columns that number rows within a file: ascending, so delta-encoded.
+const ROW_NUMBER_COLUMNS: [&str; 2] = ["_row_number", "source_row"];
+
+/// [`writer_properties`] with the row numbers (`_row_number`, `source_row`)
+/// delta-encoded (`DELTA_BINARY_PACKED`, no dictionary): consecutive
+/// numbers cost a few bits each instead of a dictionary index (national
+/// raw.enterprise_rd: 33.5 MiB as a dictionary).
+///
+/// Amounts stay plain: `BYTE_STREAM_SPLIT` would make the `Decimal(38, 4)`
+/// columns 24 % smaller, but DuckDB (1.4) reads that encoding only for
+/// floats, and analysts read these files with DuckDB.
+pub fn writer_properties_for(
+    schema: &arrow::datatypes::Schema,
+) -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::Encoding;
+    use deltalake::parquet::schema::types::ColumnPath;
+    let mut b = base_writer_properties();
+    for f in schema.fields() {
+        let numbers_rows = ROW_NUMBER_COLUMNS.contains(&f.name().as_str())
+            && matches!(f.data_type(), DataType::Int32 | DataType::Int64);
+        if numbers_rows {
+            let path = || ColumnPath::from(f.name().as_str());
+            b = b
+                .set_column_dictionary_enabled(path(), false)
+                .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED);
+        }
+    }
+    b.build()
 }
 
 /// Rows per Parquet row group (see [`writer_properties`]).
@@ -301,7 +336,9 @@ impl Warehouse {
                 arrow::record_batch::RecordBatch::new_empty(crate::checks::superseded_schema(form));
             table
                 .write(if rows.is_empty() { vec![empty] } else { rows })
-                .with_writer_properties(writer_properties())
+                .with_writer_properties(writer_properties_for(&crate::checks::superseded_schema(
+                    form,
+                )))
                 .with_table_name(format!("{}_{}", id.layer, id.name))
                 .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
                 .await
@@ -360,9 +397,10 @@ impl Warehouse {
         }
         crate::checkpoint::checkpoint(&format!("before append {id}"));
         let table = self.table(id).await?;
+        let props = writer_properties_for(&batches[0].schema());
         table
             .write(batches)
-            .with_writer_properties(writer_properties())
+            .with_writer_properties(props)
             .with_save_mode(deltalake::protocol::SaveMode::Append)
             .await
             .map_err(|source| Error::Delta {
@@ -371,5 +409,64 @@ impl Warehouse {
             })?;
         crate::checkpoint::checkpoint(&format!("after append {id}"));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use deltalake::parquet::arrow::ArrowWriter;
+    use deltalake::parquet::basic::Encoding;
+
+    /// Row numbers are written delta-encoded without a dictionary; other
+    /// columns keep the dictionary; the values read back unchanged.
+    #[test]
+    fn row_numbers_are_delta_encoded_and_read_back() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("_row_number", DataType::Int64, false),
+            Field::new("county_code", DataType::Utf8, false),
+        ]));
+        let n = 10_000;
+        let numbers = Int64Array::from_iter_values(1..=n);
+        let counties = StringArray::from_iter_values((0..n).map(|i| format!("3306{:02}", i % 7)));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(numbers), Arc::new(counties)])
+                .unwrap();
+        let file = tempfile::tempfile().unwrap();
+        let props = super::writer_properties_for(&schema);
+        let mut w = ArrowWriter::try_new(file.try_clone().unwrap(), schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let encodings = |c: usize| -> Vec<Encoding> {
+            reader
+                .metadata()
+                .row_group(0)
+                .column(c)
+                .encodings()
+                .collect()
+        };
+        assert!(
+            encodings(0).contains(&Encoding::DELTA_BINARY_PACKED),
+            "{:?}",
+            encodings(0)
+        );
+        assert!(
+            !encodings(0).contains(&Encoding::RLE_DICTIONARY),
+            "{:?}",
+            encodings(0)
+        );
+        assert!(
+            encodings(1).contains(&Encoding::RLE_DICTIONARY),
+            "{:?}",
+            encodings(1)
+        );
+        let back: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+        let back = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
+        assert_eq!(back.columns(), batch.columns());
     }
 }
