@@ -68,39 +68,20 @@ pub struct Warehouse {
     pub pins: Option<Arc<BTreeMap<TableId, u64>>>,
 }
 
-/// How every Parquet file of the warehouse is written: zstd (level 3) instead
-/// of delta-rs's snappy, about a third smaller on the raw tables (national
-/// enterprise_rd: decimals and the row hash make most of the bytes), and no
-/// dictionary for the row hash, which never repeats.
+/// How every Parquet file of the warehouse is written, given its schema:
+/// zstd (level 3) instead of delta-rs's snappy, about a third smaller on the
+/// raw tables (national enterprise_rd: decimals and the row hash make most
+/// of the bytes), and no dictionary for the row hash, which never repeats.
 ///
 /// Row groups of 128 Ki rows, not parquet's 1 Mi: a writer holds its file's
 /// open row group in memory, and a partitioned write holds one per partition
 /// (national staging.enterprise_rd: 31 partitions of ~370 k rows, each one
 /// open row group — the whole table — until the end).
 ///
-/// Without a schema; [`writer_properties_for`] adds the per-column encodings.
-pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
-    base_writer_properties().build()
-}
-
-fn base_writer_properties() -> deltalake::parquet::file::properties::WriterPropertiesBuilder {
-    use deltalake::parquet::basic::{Compression, ZstdLevel};
-    use deltalake::parquet::schema::types::ColumnPath;
-    deltalake::parquet::file::properties::WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("zstd level 3"),
-        ))
-        .set_column_dictionary_enabled(ColumnPath::from("_row_hash"), false)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-}
-
-/// Columns that number rows within a file: ascending, so delta-encoded.
-const ROW_NUMBER_COLUMNS: [&str; 2] = ["_row_number", "source_row"];
-
-/// [`writer_properties`] with the row numbers (`_row_number`, `source_row`)
-/// delta-encoded (`DELTA_BINARY_PACKED`, no dictionary): consecutive
-/// numbers cost a few bits each instead of a dictionary index (national
-/// raw.enterprise_rd: 33.5 MiB as a dictionary).
+/// Row numbers (`_row_number`, `source_row`) are delta-encoded
+/// (`DELTA_BINARY_PACKED`, no dictionary): consecutive numbers cost a few
+/// bits each instead of a dictionary index (national raw.enterprise_rd:
+/// 33.5 MiB as a dictionary).
 ///
 /// Amounts stay plain: `BYTE_STREAM_SPLIT` would make the `Decimal(38, 4)`
 /// columns 24 % smaller, but DuckDB (1.4) reads that encoding only for
@@ -108,9 +89,14 @@ const ROW_NUMBER_COLUMNS: [&str; 2] = ["_row_number", "source_row"];
 pub fn writer_properties_for(
     schema: &arrow::datatypes::Schema,
 ) -> deltalake::parquet::file::properties::WriterProperties {
-    use deltalake::parquet::basic::Encoding;
+    use deltalake::parquet::basic::{Compression, Encoding, ZstdLevel};
     use deltalake::parquet::schema::types::ColumnPath;
-    let mut b = base_writer_properties();
+    let mut b = deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("zstd level 3"),
+        ))
+        .set_column_dictionary_enabled(ColumnPath::from("_row_hash"), false)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     for f in schema.fields() {
         let numbers_rows = ROW_NUMBER_COLUMNS.contains(&f.name().as_str())
             && matches!(f.data_type(), DataType::Int32 | DataType::Int64);
@@ -124,7 +110,10 @@ pub fn writer_properties_for(
     b.build()
 }
 
-/// Rows per Parquet row group (see [`writer_properties`]).
+/// Columns that number rows within a file: ascending, so delta-encoded.
+const ROW_NUMBER_COLUMNS: [&str; 2] = ["_row_number", "source_row"];
+
+/// Rows per Parquet row group (see [`writer_properties_for`]).
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 fn ts_utc() -> DataType {
@@ -332,13 +321,12 @@ impl Warehouse {
             }
             let rows = self.decide_everything(form).await?;
             tracing::info!(table = %id, rows = rows.iter().map(|b| b.num_rows()).sum::<usize>(), "superseded versions of the committed rows decided");
-            let empty =
-                arrow::record_batch::RecordBatch::new_empty(crate::checks::superseded_schema(form));
+            let schema = crate::checks::superseded_schema(form);
+            let props = writer_properties_for(&schema);
+            let empty = arrow::record_batch::RecordBatch::new_empty(schema);
             table
                 .write(if rows.is_empty() { vec![empty] } else { rows })
-                .with_writer_properties(writer_properties_for(&crate::checks::superseded_schema(
-                    form,
-                )))
+                .with_writer_properties(props)
                 .with_table_name(format!("{}_{}", id.layer, id.name))
                 .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
                 .await
