@@ -3,7 +3,7 @@
 -- institutes, zones) × months 1..12. Recognition years alone do not make a
 -- period: older certificates matter only for validity.
 with years as (
-    select year from staging.enterprise_rd
+    select year from staging.enterprise_rd_months
     union select year from staging.county_economy
     union select year from staging.tech_contract
     union select year from staging.program_ledger

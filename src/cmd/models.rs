@@ -120,6 +120,7 @@ pub async fn run_models(
                     )
                 }
                 Status::UpToDate => format!("up to date {}", o.id),
+                Status::View => format!("view    {} (nothing written)", o.id),
                 Status::Failed(m) => format!("FAILED  {}\n        {m}", o.id),
                 Status::Skipped(why) => format!("skipped {} ({why})", o.id),
             };

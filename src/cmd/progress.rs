@@ -79,7 +79,7 @@ pub async fn latest_month(
 ) -> anyhow::Result<u32> {
     let b = ctx
         .sql(&format!(
-            "select cast(coalesce(max(month), 12) as bigint) from staging.enterprise_rd where year = {year}"
+            "select cast(coalesce(max(month), 12) as bigint) from staging.enterprise_rd_months where year = {year}"
         ))
         .await?
         .collect()

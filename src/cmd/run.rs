@@ -375,6 +375,7 @@ pub async fn all_versions(
         project
             .models
             .iter()
+            .filter(|m| !m.is_view())
             .map(|m| TableId::new(&m.id.layer, &m.id.name)),
     );
     ids.extend(
@@ -615,6 +616,8 @@ async fn step_models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
     let (mut built, mut fresh, mut failed) = (0, 0, 0);
     for o in &report.models {
         let (status, detail) = match &o.status {
+            // Nothing built or kept: the run record lists tables.
+            Status::View => continue,
             Status::Ok => {
                 built += 1;
                 (
@@ -660,7 +663,7 @@ async fn step_tests(c: &Ctx<'_>) -> StepResult {
     let ctx = stmon_models::run::session(c.wh, c.project).await?;
     let mut rows = Vec::new();
     let (mut ran, mut passed_before, mut failed) = (0, 0, 0);
-    for m in &c.project.models {
+    for m in c.project.models.iter().filter(|m| !m.is_view()) {
         let id = TableId::new(&m.id.layer, &m.id.name);
         let Some(fp) = state::stored_fingerprint(c.wh, &id).await? else {
             continue;

@@ -132,6 +132,74 @@ async fn models_are_written_as_delta_tables_and_read_by_their_dependents() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_model_writes_nothing_and_its_readers_compute_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = project(dir.path());
+    write(&sql, "staging/a.yml", "materialized: view\n");
+    let p = Project::load(&sql).unwrap();
+    assert!(p.get("a").unwrap().is_view());
+    let wh = empty_warehouse(dir.path()).await;
+    let report = run(&wh, &p, &RunOptions::default(), &|_| {}).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    let status: Vec<(String, Status)> = report
+        .models
+        .iter()
+        .map(|m| (m.id.to_string(), m.status.clone()))
+        .collect();
+    assert_eq!(status[0], ("staging.a".to_string(), Status::View));
+    assert_eq!(status[1], ("intermediate.b".to_string(), Status::Ok));
+    assert!(!dir.path().join("wh/staging/a").exists());
+    assert!(dir.path().join("wh/intermediate/b/_delta_log").is_dir());
+    let ctx = stmon_models::run::session(&wh, &p).await.unwrap();
+    // The same rows as when staging.a is a table (the test above).
+    assert_eq!(
+        rows_of(&ctx, "select level, n10 from marts.c order by level").await,
+        vec![
+            row(&["county", "80"]),
+            row(&["prefecture", "10"]),
+            row(&["region", "10"])
+        ]
+    );
+    // Sessions define the view: analysts query it like a table.
+    assert_eq!(
+        rows_of(&ctx, "select count(*) from staging.a").await,
+        vec![row(&["10"])]
+    );
+    // Nothing changed: its readers are up to date.
+    let opts = RunOptions {
+        incremental: true,
+        ..Default::default()
+    };
+    let again = run(&wh, &p, &opts, &|_| {}).await.unwrap();
+    assert_eq!(again.models[0].status, Status::View);
+    assert!(again.models[1..]
+        .iter()
+        .all(|m| m.status == Status::UpToDate));
+
+    // A view whose SQL fails names its file and stops its readers.
+    write(
+        &sql,
+        "staging/a.sql",
+        "select code,\n  no_such_column\nfrom ref.divisions",
+    );
+    let p = Project::load(&sql).unwrap();
+    let report = run(&wh, &p, &RunOptions::default(), &|_| {}).await.unwrap();
+    match &report.models[0].status {
+        Status::Failed(m) => assert!(m.contains("a.sql:2") && m.contains("no_such_column"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&report.models[1].status, Status::Skipped(m) if m.contains("staging.a")));
+
+    // Data tests on a view are refused when the project loads.
+    write(&sql, "staging/a.yml", "materialized: view\ngrain: [code]\n");
+    let e = Project::load(&sql).unwrap_err().to_string();
+    assert!(
+        e.contains("a.yml") && e.contains("view declares data tests"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_model_names_file_and_line_and_stops_its_dependents() {
     let dir = tempfile::tempdir().unwrap();
     let sql = project(dir.path());

@@ -44,6 +44,29 @@ pub struct ModelSpec {
     /// Build by partition (see [`Incremental`]); absent: rebuilt whole.
     #[serde(default)]
     pub incremental: Option<Incremental>,
+    /// A Delta table (the default) or a view (see [`Materialized`]).
+    #[serde(default)]
+    pub materialized: Materialized,
+}
+
+/// How a model is kept (`materialized:` in its YAML, dbt's word).
+///
+/// - `table` (the default): a Delta table, rebuilt when its fingerprint
+///   changes; readers read what was written.
+/// - `view`: nothing is written. Every session defines the model as a view
+///   of its SQL over what it reads, so its readers compute it as part of
+///   their own plans. For a wide per-firm model that only one aggregate reads
+///   this saves a copy of the data on disk and a write and read of it per
+///   build. A view may declare `incremental:`: it then partitions like a
+///   table would, and an incremental reader rebuilt by partition computes
+///   only those partitions of it. A view has no data tests (they would
+///   recompute it at every run): test the models that read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Materialized {
+    #[default]
+    Table,
+    View,
 }
 
 /// An incrementally built model (`incremental:` in its YAML):
@@ -161,7 +184,19 @@ impl ModelSpec {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))
+        let spec: ModelSpec = serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if spec.materialized == Materialized::View
+            && (!spec.grain.is_empty()
+                || !spec.tests.is_empty()
+                || spec.columns.iter().any(|c| !c.tests.is_empty()))
+        {
+            return Err(bad(
+                "materialized: view declares data tests; a view's tests would recompute it \
+                 at every run: test the models that read it, or make it a table"
+                    .into(),
+            ));
+        }
+        Ok(spec)
     }
 }
 

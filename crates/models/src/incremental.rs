@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use arrow::array::Array;
 use arrow::row::{RowConverter, SortField};
 use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use stmon_warehouse::{TableId, Warehouse};
 
@@ -192,13 +193,48 @@ pub async fn content_hash(ctx: &SessionContext, table: &str) -> Result<String> {
     ]))
 }
 
-/// What the models an incremental model reads by partition recorded.
-pub async fn stored_inputs(wh: &Warehouse, inputs: &Inputs) -> Result<BTreeMap<ModelId, Stored>> {
-    let mut out = BTreeMap::new();
-    for d in &inputs.models {
-        out.insert(d.clone(), stored(wh, d).await?);
-    }
-    Ok(out)
+/// What the models an incremental model reads by partition recorded. A view
+/// records nothing: it is computed now, so it stands for what a table of it
+/// built now would record ([`view_record`]).
+pub fn stored_inputs<'a>(
+    wh: &'a Warehouse,
+    ctx: &'a SessionContext,
+    project: &'a Project,
+    inputs: &'a Inputs,
+    sources: &'a crate::state::Sources,
+) -> BoxFuture<'a, Result<BTreeMap<ModelId, Stored>>> {
+    Box::pin(async move {
+        let mut out = BTreeMap::new();
+        for d in &inputs.models {
+            let record = match project.model(d) {
+                Some(view) if view.is_view() => {
+                    view_record(wh, ctx, project, view, sources).await?
+                }
+                _ => stored(wh, d).await?,
+            };
+            out.insert(d.clone(), record);
+        }
+        Ok(out)
+    })
+}
+
+/// What a view read by partition would record as a table built now: its
+/// logic, and the files its partitioned inputs reflect now.
+async fn view_record(
+    wh: &Warehouse,
+    ctx: &SessionContext,
+    project: &Project,
+    view: &Model,
+    sources: &crate::state::Sources,
+) -> Result<Stored> {
+    let inputs = inputs(project, view).expect("read by partition: incremental");
+    let deps = stored_inputs(wh, ctx, project, &inputs, sources).await?;
+    let logic = logic(ctx, view, &inputs, &deps, &sources.fingerprints).await?;
+    Ok(Stored {
+        logic: Some(logic),
+        files: files_now(&inputs, &deps, &sources.files),
+        partition_by: Some(inputs.partition_by),
+    })
 }
 
 /// The logic fingerprint of an incremental model (see the module docs). The
@@ -336,33 +372,69 @@ pub fn in_list(col: &str, values: &[String]) -> String {
 
 /// Restricts a session's partitioned inputs of a model to `partitions`:
 /// `raw.<form>`/`current.<form>` of the forms it reads directly, and the
-/// models it reads by partition (re-registered as filtered views).
-pub async fn restrict(
+/// models it reads by partition (re-registered as filtered views). A view
+/// read by partition has its own inputs restricted the same way, and is
+/// defined again over them.
+pub fn restrict<'a>(
+    wh: &'a Warehouse,
+    ctx: &'a SessionContext,
+    project: &'a Project,
+    inputs: &'a Inputs,
+    partitions: &'a [String],
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        for (form, expr) in &inputs.direct {
+            wh.restrict_form(
+                ctx,
+                form,
+                &in_list(&format!("cast({expr} as varchar)"), partitions),
+            )
+            .await?;
+        }
+        for d in &inputs.models {
+            match project.model(d) {
+                Some(view) if view.is_view() => {
+                    let of_view = self::inputs(project, view).expect("incremental");
+                    restrict(wh, ctx, project, &of_view, partitions).await?;
+                    let values = partitions
+                        .iter()
+                        .map(|p| datafusion::prelude::lit(p.as_str()))
+                        .collect();
+                    let plan = ctx
+                        .sql(&view.sql)
+                        .await?
+                        .filter(
+                            datafusion::prelude::col(inputs.partition_by.as_str())
+                                .in_list(values, false),
+                        )?
+                        .into_unoptimized_plan();
+                    crate::run::replace_view(ctx, d, plan, None)?;
+                }
+                _ => restrict_table(wh, ctx, inputs, d, partitions).await?,
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Re-registers the model table `d` as a view of its rows in `partitions`.
+async fn restrict_table(
     wh: &Warehouse,
     ctx: &SessionContext,
     inputs: &Inputs,
+    d: &ModelId,
     partitions: &[String],
 ) -> Result<()> {
-    for (form, expr) in &inputs.direct {
-        wh.restrict_form(
-            ctx,
-            form,
-            &in_list(&format!("cast({expr} as varchar)"), partitions),
-        )
-        .await?;
-    }
-    for d in &inputs.models {
-        let table = wh.table(&TableId::new(&d.layer, &d.name)).await?;
-        table.update_datafusion_session(&ctx.state())?;
-        let hidden = format!("delta.model_{}_{}", d.layer, d.name);
-        ctx.deregister_table(hidden.as_str())?;
-        ctx.register_table(hidden.as_str(), table.table_provider().await?)?;
-        ctx.deregister_table(d.to_string().as_str())?;
-        ctx.sql(&format!(
-            "create view {d} as select * from {hidden} where {}",
-            in_list(&inputs.partition_by, partitions)
-        ))
-        .await?;
-    }
+    let table = wh.table(&TableId::new(&d.layer, &d.name)).await?;
+    table.update_datafusion_session(&ctx.state())?;
+    let hidden = format!("delta.model_{}_{}", d.layer, d.name);
+    ctx.deregister_table(hidden.as_str())?;
+    ctx.register_table(hidden.as_str(), table.table_provider().await?)?;
+    ctx.deregister_table(d.to_string().as_str())?;
+    ctx.sql(&format!(
+        "create view {d} as select * from {hidden} where {}",
+        in_list(&inputs.partition_by, partitions)
+    ))
+    .await?;
     Ok(())
 }

@@ -6,7 +6,9 @@
 //! found with DataFusion's own parser; a reference `<layer>.<name>` to another
 //! model is an edge of the graph, anything else (`current.*`, `raw.*`,
 //! `ref.*`) is a source. Models run in dependency order and each is written as
-//! the Delta table `<warehouse>/<layer>/<model>` (see [`run`]). A YAML file
+//! the Delta table `<warehouse>/<layer>/<model>` (see [`run`]), or, declared
+//! `materialized: view`, defined as a view in every session
+//! ([`checks::Materialized`]). A YAML file
 //! beside a model (`<model>.yml`) describes it and declares its data tests
 //! (see [`checks`]).
 //!
@@ -130,6 +132,13 @@ pub struct Model {
     pub spec: checks::ModelSpec,
 }
 
+impl Model {
+    /// Kept as a view, not a table (see [`checks::Materialized`]).
+    pub fn is_view(&self) -> bool {
+        self.spec.materialized == checks::Materialized::View
+    }
+}
+
 /// All models of a folder, in dependency order (ties by layer, then name).
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -209,6 +218,11 @@ impl Project {
             incremental::check(&project, m)?;
         }
         Ok(project)
+    }
+
+    /// The model `id` names.
+    pub fn model(&self, id: &ModelId) -> Option<&Model> {
+        self.models.iter().find(|m| &m.id == id)
     }
 
     pub fn get(&self, id: &str) -> Option<&Model> {

@@ -2,7 +2,8 @@
 //! DataFusion and streamed into its Delta table `<warehouse>/<layer>/<model>`
 //! (one overwrite commit: readers see the old table or the new one, never a
 //! half-written one), then re-registered so that its dependents read what was
-//! just written, then its data tests run.
+//! just written, then its data tests run. A view model writes nothing: it is
+//! defined again at its place in the order, over the tables built before it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +38,15 @@ pub async fn session(wh: &Warehouse, project: &Project) -> Result<SessionContext
         }
     }
     for m in &project.models {
-        register_model(wh, &ctx, &m.id).await?;
+        if m.is_view() {
+            // Its inputs may not be built yet (a new warehouse): then it is
+            // not defined, as a table not yet built is not registered.
+            if let Err(e) = define_view(&ctx, m).await {
+                tracing::debug!(model = %m.id, "view not defined: {e}");
+            }
+        } else {
+            register_model(wh, &ctx, &m.id).await?;
+        }
     }
     // The assessment's tables (written by `stmon assess`, not models).
     for t in ASSESSMENT_TABLES {
@@ -66,6 +75,31 @@ pub async fn register_model(wh: &Warehouse, ctx: &SessionContext, id: &ModelId) 
     Ok(true)
 }
 
+/// Defines a view model (see [`crate::checks::Materialized`]) in a session:
+/// a view of its SQL over the tables the session registers now. The view's
+/// plan holds those tables, so it is defined again after any of them is
+/// re-registered.
+pub async fn define_view(ctx: &SessionContext, m: &Model) -> Result<()> {
+    let plan = ctx.sql(&m.sql).await?.into_unoptimized_plan();
+    replace_view(ctx, &m.id, plan, Some(m.sql.clone()))
+}
+
+/// Registers `plan` as the view `id`, replacing what had that name.
+pub(crate) fn replace_view(
+    ctx: &SessionContext,
+    id: &ModelId,
+    plan: datafusion::logical_expr::LogicalPlan,
+    definition: Option<String>,
+) -> Result<()> {
+    let name = id.to_string();
+    ctx.deregister_table(name.as_str())?;
+    ctx.register_table(
+        name.as_str(),
+        Arc::new(datafusion::datasource::ViewTable::new(plan, definition)),
+    )?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Selectors (`name`, `+name`, `name+`); empty selects every model.
@@ -86,6 +120,8 @@ pub enum Status {
     Ok,
     /// Built from the same inputs already: not rebuilt (incremental runs).
     UpToDate,
+    /// A view model: defined, nothing written.
+    View,
     Failed(String),
     Skipped(String),
 }
@@ -180,6 +216,43 @@ pub async fn run(
     let mut identities = std::collections::BTreeMap::new();
     for m in &project.models {
         let fingerprint = crate::state::model_fingerprint(m, &sources.fingerprints, &identities);
+        if m.is_view() {
+            // Defined selected or not, once what it reads is built: a view
+            // defined before holds the tables of then.
+            identities.insert(m.id.clone(), fingerprint.clone());
+            let defined = define_view(&ctx, m).await;
+            if !selected.contains(&m.id) {
+                continue;
+            }
+            let blocked = m.deps.iter().find(|d| {
+                report.models.iter().any(|o| {
+                    &o.id == *d && !matches!(o.status, Status::Ok | Status::UpToDate | Status::View)
+                })
+            });
+            let status = match (blocked, defined) {
+                (Some(d), _) => Status::Skipped(format!("upstream {d} did not run")),
+                (None, Ok(())) => Status::View,
+                (None, Err(e)) => {
+                    let e = e.to_string();
+                    Status::Failed(format!("{}{}: {e}", m.path.display(), locate(&m.sql, &e)))
+                }
+            };
+            if matches!(status, Status::Failed(_)) && opts.fail_fast {
+                stop = true;
+            }
+            let outcome = ModelOutcome {
+                id: m.id.clone(),
+                status,
+                rows: 0,
+                elapsed: Duration::ZERO,
+                tests: Vec::new(),
+                fingerprint,
+                partitions: None,
+            };
+            on(Event::Model(&outcome));
+            report.models.push(outcome);
+            continue;
+        }
         let table_id = TableId::new(&m.id.layer, &m.id.name);
         let stored = crate::state::stored(wh, &table_id).await?;
         if !selected.contains(&m.id) {
@@ -189,10 +262,9 @@ pub async fn run(
         }
         let t = Instant::now();
         let blocked = m.deps.iter().find(|d| {
-            report
-                .models
-                .iter()
-                .any(|o| &o.id == *d && !matches!(o.status, Status::Ok | Status::UpToDate))
+            report.models.iter().any(|o| {
+                &o.id == *d && !matches!(o.status, Status::Ok | Status::UpToDate | Status::View)
+            })
         });
         let mut outcome = ModelOutcome {
             id: m.id.clone(),
@@ -282,7 +354,9 @@ impl Build<'_> {
         let mut plan = crate::incremental::Plan::Whole;
         if let Some(inputs) = &inputs {
             let record = async {
-                let deps = crate::incremental::stored_inputs(wh, inputs).await?;
+                let deps =
+                    crate::incremental::stored_inputs(wh, ctx, self.project, inputs, self.sources)
+                        .await?;
                 let logic =
                     crate::incremental::logic(ctx, m, inputs, &deps, &self.sources.fingerprints)
                         .await?;
@@ -358,7 +432,7 @@ impl Build<'_> {
                 let sub = session(wh, self.project)
                     .await
                     .map_err(|e| fail(e.to_string()))?;
-                crate::incremental::restrict(wh, &sub, inputs, parts)
+                crate::incremental::restrict(wh, &sub, self.project, inputs, parts)
                     .await
                     .map_err(|e| fail(e.to_string()))?;
                 let df = sub.sql(&m.sql).await.map_err(|e| fail(e.to_string()))?;

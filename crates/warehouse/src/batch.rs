@@ -290,8 +290,9 @@ impl Warehouse {
         let batch_id = new_batch_id(started);
         let mut probes: Vec<(PathBuf, Probe)> = Vec::new();
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
-        for path in files {
-            let probe = match stmon_ingest::probe(&path) {
+        let probed = tokio::task::block_in_place(|| stmon_ingest::probe_all(&files));
+        for (path, probed) in files.into_iter().zip(probed) {
+            let probe = match probed {
                 Ok(p) => p,
                 Err(e) => {
                     report.files.push(unreadable(path, e.to_string()));

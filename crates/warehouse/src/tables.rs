@@ -75,7 +75,7 @@ pub struct Warehouse {
 ///
 /// Row groups of 128 Ki rows, not parquet's 1 Mi: a writer holds its file's
 /// open row group in memory, and a partitioned write holds one per partition
-/// (national staging.enterprise_rd: 31 partitions of ~370 k rows, each one
+/// (a national model by credit province: 31 partitions of ~370 k rows, each one
 /// open row group — the whole table — until the end).
 ///
 /// Row numbers (`_row_number`, `source_row`) are delta-encoded
