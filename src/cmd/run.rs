@@ -373,9 +373,7 @@ pub async fn all_versions(
     let mut ids: Vec<TableId> = wh.ingest_tables().into_keys().collect();
     ids.extend(
         project
-            .models
-            .iter()
-            .filter(|m| !m.is_view())
+            .tables()
             .map(|m| TableId::new(&m.id.layer, &m.id.name)),
     );
     ids.extend(
@@ -616,8 +614,7 @@ async fn step_models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
     let (mut built, mut fresh, mut failed) = (0, 0, 0);
     for o in &report.models {
         let (status, detail) = match &o.status {
-            // Nothing built or kept: the run record lists tables.
-            Status::View => continue,
+            Status::View => continue, // the run record lists tables
             Status::Ok => {
                 built += 1;
                 (
@@ -663,7 +660,7 @@ async fn step_tests(c: &Ctx<'_>) -> StepResult {
     let ctx = stmon_models::run::session(c.wh, c.project).await?;
     let mut rows = Vec::new();
     let (mut ran, mut passed_before, mut failed) = (0, 0, 0);
-    for m in c.project.models.iter().filter(|m| !m.is_view()) {
+    for m in c.project.tables() {
         let id = TableId::new(&m.id.layer, &m.id.name);
         let Some(fp) = state::stored_fingerprint(c.wh, &id).await? else {
             continue;

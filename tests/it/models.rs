@@ -44,6 +44,19 @@ async fn empty_warehouse(dir: &Path) -> stmon_warehouse::Warehouse {
     wh
 }
 
+/// marts.c of [`project`]: 6 counties, 1 prefecture (330600), 2 retired
+/// codes (counties by code), the region — times 10.
+async fn assert_c_is_built(ctx: &datafusion::prelude::SessionContext) {
+    assert_eq!(
+        rows_of(ctx, "select level, n10 from marts.c order by level").await,
+        vec![
+            row(&["county", "80"]),
+            row(&["prefecture", "10"]),
+            row(&["region", "10"])
+        ]
+    );
+}
+
 fn ids(ms: &[&stmon_models::Model]) -> Vec<String> {
     ms.iter().map(|m| m.id.to_string()).collect()
 }
@@ -115,14 +128,7 @@ async fn models_are_written_as_delta_tables_and_read_by_their_dependents() {
     assert_eq!(rows[1], ("intermediate.b".to_string(), 3));
     assert!(dir.path().join("wh/marts/c/_delta_log").is_dir());
     let ctx = stmon_models::run::session(&wh, &p).await.unwrap();
-    assert_eq!(
-        rows_of(&ctx, "select level, n10 from marts.c order by level").await,
-        vec![
-            row(&["county", "80"]),
-            row(&["prefecture", "10"]),
-            row(&["region", "10"])
-        ]
-    );
+    assert_c_is_built(&ctx).await;
     // Running again overwrites (one more Delta version, same rows).
     run(&wh, &p, &RunOptions::default(), &|_| {}).await.unwrap();
     assert_eq!(
@@ -152,14 +158,7 @@ async fn a_view_model_writes_nothing_and_its_readers_compute_it() {
     assert!(dir.path().join("wh/intermediate/b/_delta_log").is_dir());
     let ctx = stmon_models::run::session(&wh, &p).await.unwrap();
     // The same rows as when staging.a is a table (the test above).
-    assert_eq!(
-        rows_of(&ctx, "select level, n10 from marts.c order by level").await,
-        vec![
-            row(&["county", "80"]),
-            row(&["prefecture", "10"]),
-            row(&["region", "10"])
-        ]
-    );
+    assert_c_is_built(&ctx).await;
     // Sessions define the view: analysts query it like a table.
     assert_eq!(
         rows_of(&ctx, "select count(*) from staging.a").await,

@@ -220,6 +220,11 @@ impl Project {
         Ok(project)
     }
 
+    /// The models kept as Delta tables (not views), in run order.
+    pub fn tables(&self) -> impl Iterator<Item = &Model> {
+        self.models.iter().filter(|m| !m.is_view())
+    }
+
     /// The model `id` names.
     pub fn model(&self, id: &ModelId) -> Option<&Model> {
         self.models.iter().find(|m| &m.id == id)

@@ -163,6 +163,16 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The first model `m` reads that this run did not build, find up to
+    /// date or define.
+    fn blocking<'m>(&self, m: &'m Model) -> Option<&'m ModelId> {
+        m.deps.iter().find(|d| {
+            self.models.iter().any(|o| {
+                &o.id == *d && !matches!(o.status, Status::Ok | Status::UpToDate | Status::View)
+            })
+        })
+    }
+
     pub fn failed_models(&self) -> usize {
         self.models
             .iter()
@@ -224,12 +234,7 @@ pub async fn run(
             if !selected.contains(&m.id) {
                 continue;
             }
-            let blocked = m.deps.iter().find(|d| {
-                report.models.iter().any(|o| {
-                    &o.id == *d && !matches!(o.status, Status::Ok | Status::UpToDate | Status::View)
-                })
-            });
-            let status = match (blocked, defined) {
+            let status = match (report.blocking(m), defined) {
                 (Some(d), _) => Status::Skipped(format!("upstream {d} did not run")),
                 (None, Ok(())) => Status::View,
                 (None, Err(e)) => {
@@ -261,11 +266,7 @@ pub async fn run(
             continue;
         }
         let t = Instant::now();
-        let blocked = m.deps.iter().find(|d| {
-            report.models.iter().any(|o| {
-                &o.id == *d && !matches!(o.status, Status::Ok | Status::UpToDate | Status::View)
-            })
-        });
+        let blocked = report.blocking(m);
         let mut outcome = ModelOutcome {
             id: m.id.clone(),
             status: Status::Ok,
