@@ -536,3 +536,59 @@ async fn small_batches_are_compacted_without_changing_a_row() {
         );
     }
 }
+
+/// Old versions stay readable when their log entries are older than Delta's
+/// log retention (30 days) and precede a checkpoint, the entries delta-rs's
+/// post-commit cleanup would delete: no commit deletes log entries
+/// (`stmon_warehouse::commit_properties`), so a version recorded in an
+/// assessment or a run stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_older_than_the_log_retention_stay_readable() {
+    use stmon_warehouse::{TableId, CHECKPOINT_EVERY};
+    let dir = tempfile::tempdir().unwrap();
+    let header = "period,credit_code,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,submitted_at\n";
+    let wh = warehouse(&dir.path().join("wh"));
+    let raw = TableId::new("raw", "enterprise_rd");
+    let count = "select count(*), sum(rd_expenditure) from raw.enterprise_rd";
+    let batch = |i: usize| {
+        let p = dir.path().join(format!("{i}.csv"));
+        let c = stmon_core::credit_code::complete(&format!("91330602MA{i:07}")).unwrap();
+        std::fs::write(
+            &p,
+            format!("{header}2023-04,{c},330602,C39,Y,N,1000,{i},2023-05-01 09:00\n"),
+        )
+        .unwrap();
+        p
+    };
+    // Enough one-row batches that raw has a log checkpoint.
+    let n = CHECKPOINT_EVERY as usize + 2;
+    for i in 1..=n {
+        ingest(&wh, &[batch(i)]).await;
+    }
+    let log = dir.path().join("wh/raw/enterprise_rd/_delta_log");
+    assert!(log.join("_last_checkpoint").is_file());
+    // Version 3 holds the first three batches' rows (version 0 is the
+    // empty table): 3 rows, 1 + 2 + 3.
+    let at3 = wh.pinned([(raw.clone(), 3)].into_iter().collect());
+    assert_eq!(query(&at3, count).await, vec![row(&["3", "6.0000"])]);
+    // Every log entry 40 days old, then one more commit.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+    for e in std::fs::read_dir(&log).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_file() {
+            let f = std::fs::File::options().append(true).open(&path).unwrap();
+            f.set_modified(old).unwrap();
+        }
+    }
+    ingest(&wh, &[batch(n + 1)]).await;
+    assert!(
+        log.join(format!("{:020}.json", 3)).is_file(),
+        "the log entry of version 3 was deleted"
+    );
+    assert_eq!(query(&at3, count).await, vec![row(&["3", "6.0000"])]);
+    let total = (n + 1) * (n + 2) / 2;
+    assert_eq!(
+        query(&wh, count).await,
+        vec![row(&[&(n + 1).to_string(), &format!("{total}.0000")])]
+    );
+}

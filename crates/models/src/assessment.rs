@@ -500,7 +500,8 @@ pub async fn write_delta(wh: &Warehouse, a: &Assessment, fingerprint: Option<&st
             .write(vec![batch])
             .with_writer_properties(props)
             .with_save_mode(SaveMode::Overwrite)
-            .with_schema_mode(SchemaMode::Overwrite);
+            .with_schema_mode(SchemaMode::Overwrite)
+            .with_commit_properties(stmon_warehouse::commit_properties());
         if let Some(fp) = fingerprint {
             write = write.with_commit_properties(crate::state::commit_properties(fp));
         }

@@ -574,47 +574,33 @@ pub async fn test_model(ctx: &SessionContext, m: &Model) -> Vec<TestOutcome> {
     run_tests(ctx, &checks::compile(&m.id, &m.spec), false).await
 }
 
+/// How many of a model's data tests run at once, each as its own task.
+const TESTS_AT_ONCE: usize = 2;
+
 async fn run_tests(ctx: &SessionContext, tests: &[DataTest], fail_fast: bool) -> Vec<TestOutcome> {
-    let mut out = Vec::new();
-    for t in tests {
-        let result = async {
-            let batches = ctx.sql(&t.sql).await?.collect().await?;
-            Ok::<_, datafusion::error::DataFusionError>(batches)
-        }
-        .await;
-        let outcome = match result {
-            Ok(batches) => {
-                let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-                let mut sample = Vec::new();
-                let mut left = 5usize;
-                for b in &batches {
-                    if left == 0 {
-                        break;
-                    }
-                    let take = left.min(b.num_rows());
-                    sample.push(b.slice(0, take));
-                    left -= take;
-                }
-                TestOutcome {
-                    name: t.name.clone(),
-                    failures: n as u64,
-                    sample: if n > 0 {
-                        arrow::util::pretty::pretty_format_batches(&sample)
-                            .map(|s| s.to_string())
-                            .unwrap_or_default()
-                    } else {
-                        String::new()
-                    },
-                    error: None,
-                }
+    use futures::StreamExt;
+    // Each test a task of its own, so that two run on two cores (a future
+    // polled beside another in one task shares that task's thread).
+    let mut outcomes = futures::stream::iter(tests.iter().map(|t| {
+        let (ctx, t) = (ctx.clone(), t.clone());
+        let name = t.name.clone();
+        let task = tokio::spawn(async move { run_test(&ctx, &t).await });
+        async move {
+            match task.await {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => TestOutcome {
+                    name,
+                    failures: 0,
+                    sample: String::new(),
+                    error: Some(e.to_string()),
+                },
             }
-            Err(e) => TestOutcome {
-                name: t.name.clone(),
-                failures: 0,
-                sample: String::new(),
-                error: Some(e.to_string()),
-            },
-        };
+        }
+    }))
+    .buffered(TESTS_AT_ONCE);
+    let mut out = Vec::new();
+    while let Some(outcome) = outcomes.next().await {
         let failed = !outcome.passed();
         out.push(outcome);
         if failed && fail_fast {
@@ -622,4 +608,46 @@ async fn run_tests(ctx: &SessionContext, tests: &[DataTest], fail_fast: bool) ->
         }
     }
     out
+}
+
+/// Rows shown of a failing test.
+const SAMPLE_ROWS: usize = 5;
+
+/// One data test: its failing rows counted as they stream (a test that
+/// fails on every row of a big table holds only the sample).
+async fn run_test(ctx: &SessionContext, t: &DataTest) -> TestOutcome {
+    use futures::TryStreamExt;
+    let result = async {
+        let mut stream = ctx.sql(&t.sql).await?.execute_stream().await?;
+        let (mut n, mut sample) = (0usize, Vec::new());
+        while let Some(b) = stream.try_next().await? {
+            let take = SAMPLE_ROWS.saturating_sub(n).min(b.num_rows());
+            if take > 0 {
+                sample.push(b.slice(0, take));
+            }
+            n += b.num_rows();
+        }
+        Ok::<_, datafusion::error::DataFusionError>((n, sample))
+    }
+    .await;
+    match result {
+        Ok((n, sample)) => TestOutcome {
+            name: t.name.clone(),
+            failures: n as u64,
+            sample: if n > 0 {
+                arrow::util::pretty::pretty_format_batches(&sample)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            },
+            error: None,
+        },
+        Err(e) => TestOutcome {
+            name: t.name.clone(),
+            failures: 0,
+            sample: String::new(),
+            error: Some(e.to_string()),
+        },
+    }
 }

@@ -231,5 +231,5 @@ pub fn commit_properties_with(
         serde_json::Value::String(fingerprint.to_string()),
     )];
     all.extend(more);
-    deltalake::kernel::transaction::CommitProperties::default().with_metadata(all)
+    stmon_warehouse::commit_properties().with_metadata(all)
 }

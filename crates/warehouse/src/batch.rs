@@ -8,7 +8,7 @@
 //!  committed)    committed)      chunks)        touched units) reader)
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -133,14 +133,17 @@ struct DeltaSink<'a> {
     quarantine: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     reasons: HashMap<(String, String), u64>,
+    /// The tables appended to: the only ones that need upkeep afterwards.
+    written: BTreeSet<TableId>,
     progress: &'a (dyn Fn(Progress) + Sync),
 }
 
 impl DeltaSink<'_> {
     fn flush_form(&mut self, form: &str) -> Result<()> {
         if let Some((batches, _)) = self.pending.remove(form) {
-            self.handle
-                .block_on(self.wh.append(&TableId::new("raw", form), batches))?;
+            let id = TableId::new("raw", form);
+            self.handle.block_on(self.wh.append(&id, batches))?;
+            self.written.insert(id);
         }
         Ok(())
     }
@@ -153,8 +156,9 @@ impl DeltaSink<'_> {
         ] {
             if !list.is_empty() {
                 let batch = diagnostics_batch(&self.batch_id, &list, now)?;
-                self.handle
-                    .block_on(self.wh.append(&TableId::new("audit", name), vec![batch]))?;
+                let id = TableId::new("audit", name);
+                self.handle.block_on(self.wh.append(&id, vec![batch]))?;
+                self.written.insert(id);
             }
         }
         Ok(())
@@ -268,15 +272,21 @@ impl Warehouse {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<BatchReport> {
         self.ensure_tables().await?;
+        // One session for the recovery and the files already known: each
+        // registration opens every ingest table's log. Built again only when
+        // the recovery deleted rows (after a crash).
+        let mut ctx = self.session().await?;
         let mut report = BatchReport {
-            recovered: self.recover().await?,
+            recovered: self.recover(&ctx).await?,
             ..Default::default()
         };
+        if !report.recovered.is_empty() {
+            ctx = self.session().await?;
+        }
         let (files, skipped) = stmon_ingest::discover(&req.paths)?;
         report.not_submissions = skipped;
 
         let t = std::time::Instant::now();
-        let ctx = self.session().await?;
         // A file rejected whole is tried again only when --form reinterprets it.
         let retry = if req.form.is_some() {
             "'unreadable', 'rejected'"
@@ -335,6 +345,7 @@ impl Warehouse {
             quarantine: Vec::new(),
             warnings: Vec::new(),
             reasons: HashMap::new(),
+            written: BTreeSet::new(),
             progress,
         };
         let mut loaded: Vec<FileReport> = Vec::new();
@@ -373,6 +384,7 @@ impl Warehouse {
         tokio::task::block_in_place(|| sink.flush_all())?;
         tracing::info!(elapsed = ?t.elapsed(), "rows written");
         let reasons = std::mem::take(&mut sink.reasons);
+        let mut written = std::mem::take(&mut sink.written);
         drop(sink);
 
         // Conflicts and corrections need every version of a key: this batch's and
@@ -387,7 +399,15 @@ impl Warehouse {
             .filter(|f| f.status == "unreadable")
             .map(|f| f.sha256.clone())
             .collect();
-        let ctx = self.session_with_memory(req.check_memory).await?;
+        let ctx = self
+            .session_for_forms(
+                Some(req.check_memory),
+                self.catalog
+                    .forms
+                    .values()
+                    .filter(|f| touched.contains(&f.name)),
+            )
+            .await?;
         let mut conflicts: Vec<Diagnostic> = Vec::new();
         let mut conflict_rows: HashMap<String, u64> = HashMap::new();
         let mut corrected: HashMap<String, u64> = HashMap::new();
@@ -410,8 +430,9 @@ impl Warehouse {
             };
             let found = crate::checks::check_form(&ctx, form, scope).await?;
             if !found.superseded.is_empty() {
-                self.append(&TableId::superseded(&form.name), found.superseded)
-                    .await?;
+                let id = TableId::superseded(&form.name);
+                self.append(&id, found.superseded).await?;
+                written.insert(id);
             }
             tracing::info!(form = %form.name, first_load, spilled_bytes = found.spilled_bytes, elapsed = ?t.elapsed(), "checked");
             report.check_spilled_bytes += found.spilled_bytes;
@@ -437,8 +458,9 @@ impl Warehouse {
                 }
             }
             let batch = diagnostics_batch(&batch_id, &ytd_warnings, Utc::now())?;
-            self.append(&TableId::new("audit", "warnings"), vec![batch])
-                .await?;
+            let id = TableId::new("audit", "warnings");
+            self.append(&id, vec![batch]).await?;
+            written.insert(id);
         }
         let mut reasons = reasons;
         if !conflicts.is_empty() {
@@ -450,8 +472,9 @@ impl Warehouse {
                 *reasons.entry(key).or_default() += 1;
             }
             let batch = diagnostics_batch(&batch_id, &conflicts, Utc::now())?;
-            self.append(&TableId::new("audit", "quarantine"), vec![batch])
-                .await?;
+            let id = TableId::new("audit", "quarantine");
+            self.append(&id, vec![batch]).await?;
+            written.insert(id);
         }
         for f in &mut loaded {
             let c = conflict_rows.get(&f.sha256).copied().unwrap_or(0);
@@ -465,8 +488,9 @@ impl Warehouse {
         progress(Progress::Stage("committing"));
         let committed_at = Utc::now();
         let record = batches_batch(&batch_id, &loaded, started, committed_at)?;
-        self.append(&TableId::new("audit", "batches"), vec![record])
-            .await?;
+        let id = TableId::new("audit", "batches");
+        self.append(&id, vec![record]).await?;
+        written.insert(id);
 
         for f in &loaded {
             if let Some(form) = &f.outcome.form {
@@ -495,15 +519,7 @@ impl Warehouse {
         // Upkeep of the tables the batch wrote; the batch is already
         // committed, so a failure here loses nothing and is only reported.
         progress(Progress::Stage("compacting small files"));
-        let mut written: Vec<TableId> = ["batches", "quarantine", "warnings"]
-            .into_iter()
-            .map(|t| TableId::new("audit", t))
-            .collect();
-        for form in &touched {
-            written.push(TableId::new("raw", form));
-            written.push(TableId::superseded(form));
-        }
-        written.sort();
+        let written: Vec<TableId> = written.into_iter().collect();
         match self.upkeep(&written).await {
             Ok(done) => report.compacted = done,
             Err(e) => {
@@ -519,17 +535,17 @@ impl Warehouse {
     /// Deletes rows that interrupted batches left behind (their batch never
     /// reached `audit/batches`). Readers ignore such rows anyway; this keeps the
     /// tables clean. Returns the batch ids removed.
-    pub async fn recover(&self) -> Result<Vec<String>> {
-        let ctx = SessionContext::new();
-        self.register_physical(&ctx, &TableId::new("audit", "batches"))
-            .await?;
+    ///
+    /// Runs in a session where every ingest table is registered (as
+    /// [`TableId::session_name`]); the tables it deletes from are stale in
+    /// that session afterwards.
+    async fn recover(&self, ctx: &SessionContext) -> Result<Vec<String>> {
         let mut removed = HashSet::new();
         for id in self
             .ingest_tables()
             .into_keys()
             .filter(|id| id.name != "batches" || id.layer != "audit")
         {
-            self.register_physical(&ctx, &id).await?;
             let col = if id.layer == "raw" {
                 "_batch_id"
             } else {
@@ -543,7 +559,7 @@ impl Warehouse {
                  where b not in (select distinct batch_id from delta.audit_batches)",
                 id.session_name()
             );
-            let orphans = query_strings(&ctx, &sql).await?;
+            let orphans = query_strings(ctx, &sql).await?;
             if orphans.is_empty() {
                 continue;
             }
@@ -555,6 +571,7 @@ impl Warehouse {
             table
                 .delete()
                 .with_predicate(format!("{col} IN ({})", list.join(", ")))
+                .with_commit_properties(crate::tables::commit_properties())
                 .await
                 .map_err(|source| Error::Delta {
                     table: id.to_string(),

@@ -48,12 +48,13 @@ pub mod hash;
 pub mod lock;
 mod maintain;
 mod session;
+pub mod store;
 mod tables;
 
 pub use batch::{BatchReport, FileReport, FormSummary, IngestRequest, Progress};
 pub use maintain::{Compaction, CHECKPOINT_EVERY, SMALL_FILES, SMALL_FILE_BYTES};
 pub use session::{current_from_decisions_sql, current_view_sql};
-pub use tables::{writer_properties_for, TableId, Warehouse};
+pub use tables::{commit_properties, writer_properties_for, TableId, Warehouse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -96,6 +96,7 @@ async fn compact(table: DeltaTable, id: &TableId) -> Result<(DeltaTable, Option<
         .with_target_size(target)
         .with_writer_properties(writer_properties_for(&schema))
         .with_max_concurrent_tasks(1)
+        .with_commit_properties(crate::tables::commit_properties())
         .await
         .map_err(delta_error(id))?;
     crate::checkpoint::checkpoint(&format!("after compact {id}"));

@@ -120,6 +120,37 @@ pub fn current_from_decisions_sql(
     )
 }
 
+/// A session with the warehouse's query planner and, when `limit` is given,
+/// a memory pool of that many bytes for the operators that track memory;
+/// nothing registered.
+fn bare_session(limit: Option<usize>) -> Result<SessionContext> {
+    let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+    let mut config = datafusion::prelude::SessionConfig::new();
+    if let Some(limit) = limit {
+        // Fair: each spilling operator (a sort per partition) gets its share.
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            std::num::NonZeroUsize::new(5).expect("five"),
+        );
+        let bounds = SortBounds::new(limit, config.target_partitions());
+        runtime = runtime
+            .with_memory_pool(Arc::new(pool))
+            .with_max_spill_merge_fan_in(bounds.fan_in);
+        config = config
+            .with_sort_spill_reservation_bytes(bounds.merge_reservation)
+            .with_batch_size(bounds.batch_rows);
+    }
+    // Delta's planner too, so that a plan of this session can be written
+    // to a Delta table (`WriteBuilder::with_input_plan`).
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime.build_arc()?)
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
 /// `raw.<form>` (committed rows; those passing `filter` when given) and
 /// `current.<form>` over it.
 async fn register_form_views(
@@ -219,32 +250,30 @@ impl Warehouse {
         &self,
         limit: impl Into<Option<usize>>,
     ) -> Result<SessionContext> {
-        let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
-        let mut config = datafusion::prelude::SessionConfig::new();
-        if let Some(limit) = limit.into() {
-            // Fair: each spilling operator (a sort per partition) gets its share.
-            let pool = TrackConsumersPool::new(
-                FairSpillPool::new(limit),
-                std::num::NonZeroUsize::new(5).expect("five"),
-            );
-            let bounds = SortBounds::new(limit, config.target_partitions());
-            runtime = runtime
-                .with_memory_pool(Arc::new(pool))
-                .with_max_spill_merge_fan_in(bounds.fan_in);
-            config = config
-                .with_sort_spill_reservation_bytes(bounds.merge_reservation)
-                .with_batch_size(bounds.batch_rows);
-        }
-        // Delta's planner too, so that a plan of this session can be written
-        // to a Delta table (`WriteBuilder::with_input_plan`).
-        let state = datafusion::execution::SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
-            .with_runtime_env(runtime.build_arc()?)
-            .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = bare_session(limit.into())?;
         self.register(&ctx).await?;
+        Ok(ctx)
+    }
+
+    /// A session like [`Warehouse::session_with_memory`] with only what the
+    /// batch checks of `forms` read: `audit/batches` and each form's raw and
+    /// superseded tables, with its `raw` and `current` views. Each table
+    /// registered is a read of its log, and a batch touches few forms.
+    pub(crate) async fn session_for_forms<'f>(
+        &self,
+        limit: Option<usize>,
+        forms: impl IntoIterator<Item = &'f Form>,
+    ) -> Result<SessionContext> {
+        let ctx = bare_session(limit)?;
+        self.register_physical(&ctx, &TableId::new("audit", "batches"))
+            .await?;
+        for form in forms {
+            self.register_physical(&ctx, &TableId::new("raw", &form.name))
+                .await?;
+            self.register_if_exists(&ctx, &TableId::superseded(&form.name))
+                .await?;
+            register_form_views(&ctx, form, None).await?;
+        }
         Ok(ctx)
     }
 

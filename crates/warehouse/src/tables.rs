@@ -110,6 +110,23 @@ pub fn writer_properties_for(
     b.build()
 }
 
+/// The commit properties of every stmon commit: delta-rs's post-commit
+/// cleanup of expired log entries is off.
+///
+/// delta-rs's commit hook may delete the log entries older than
+/// `delta.logRetentionDuration` (30 days) that precede a checkpoint
+/// (`delta.enableExpiredLogCleanup` defaults to true). stmon reads old
+/// versions on purpose: an assessment's `source_version`, a run's pinned
+/// snapshot (`SET stmon.run`), the version before a compaction; a version
+/// whose log entries are gone can no longer be read. So no stmon commit
+/// leaves that to delta-rs's defaults. A warehouse that must shed old log
+/// entries does so deliberately (delta-rs's `cleanup_metadata`), knowing
+/// which versions go.
+pub fn commit_properties() -> deltalake::kernel::transaction::CommitProperties {
+    deltalake::kernel::transaction::CommitProperties::default()
+        .with_cleanup_expired_logs(Some(false))
+}
+
 /// Columns that number rows within a file: ascending, so delta-encoded.
 const ROW_NUMBER_COLUMNS: [&str; 2] = ["_row_number", "source_row"];
 
@@ -173,6 +190,9 @@ impl Warehouse {
                 Url::from_directory_path(&abs).map_err(|_| err("not an absolute path".into()))?
             }
         };
+        if root.scheme() == "file" {
+            crate::store::register();
+        }
         let mut root = root;
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
@@ -294,6 +314,9 @@ impl Warehouse {
     pub async fn ensure_tables(&self) -> Result<()> {
         let all = self.ingest_tables();
         for (id, schema) in all.iter().filter(|(id, _)| !id.is_superseded()) {
+            if self.created(id).await? {
+                continue;
+            }
             let table = self.table(id).await?;
             if table.version().is_some() {
                 continue;
@@ -310,11 +333,15 @@ impl Warehouse {
                 .create()
                 .with_table_name(format!("{}_{}", id.layer, id.name))
                 .with_columns(st.fields().cloned())
+                .with_commit_properties(commit_properties())
                 .await
                 .map_err(delta)?;
         }
         for form in self.catalog.forms.values() {
             let id = TableId::superseded(&form.name);
+            if self.created(&id).await? {
+                continue;
+            }
             let table = self.table(&id).await?;
             if table.version().is_some() {
                 continue;
@@ -329,6 +356,7 @@ impl Warehouse {
                 .with_writer_properties(props)
                 .with_table_name(format!("{}_{}", id.layer, id.name))
                 .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
+                .with_commit_properties(commit_properties())
                 .await
                 .map_err(|source| Error::Delta {
                     table: id.to_string(),
@@ -336,6 +364,33 @@ impl Warehouse {
                 })?;
         }
         Ok(())
+    }
+
+    /// Whether a table exists, from a HEAD of its first commit or of its
+    /// `_last_checkpoint` rather than a read of its log: every batch asks
+    /// this of every ingest table. Only when neither is there is the table
+    /// opened to decide.
+    async fn created(&self, id: &TableId) -> Result<bool> {
+        use object_store::ObjectStoreExt;
+        let delta = |source| Error::Delta {
+            table: id.to_string(),
+            source,
+        };
+        let store = deltalake::DeltaTableBuilder::from_url(self.table_url(id))
+            .and_then(|b| b.build_storage())
+            .map_err(delta)?
+            .object_store(None);
+        for marker in [
+            "_delta_log/00000000000000000000.json",
+            "_delta_log/_last_checkpoint",
+        ] {
+            match store.head(&object_store::path::Path::from(marker)).await {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(delta(e.into())),
+            }
+        }
+        Ok(self.table(id).await?.version().is_some())
     }
 
     /// The superseded versions of every committed key of `form`, decided as
@@ -390,6 +445,7 @@ impl Warehouse {
             .write(batches)
             .with_writer_properties(props)
             .with_save_mode(deltalake::protocol::SaveMode::Append)
+            .with_commit_properties(commit_properties())
             .await
             .map_err(|source| Error::Delta {
                 table: id.to_string(),
