@@ -136,9 +136,20 @@ fn bare_session(limit: Option<usize>) -> Result<SessionContext> {
         runtime = runtime
             .with_memory_pool(Arc::new(pool))
             .with_max_spill_merge_fan_in(bounds.fan_in);
+        // No RepartitionExec in a memory-limited plan: under a memory limit
+        // DataFusion 55's RepartitionExec spills to a pool whose reader can
+        // wait forever once two files are open (apache/datafusion#24883,
+        // fixed after 55.2). A check hung so, every thread parked, in
+        // `history::checks_that_spill_give_the_same_answers_as_in_memory`.
+        // Scans still split files and sorts still run per partition.
         config = config
             .with_sort_spill_reservation_bytes(bounds.merge_reservation)
-            .with_batch_size(bounds.batch_rows);
+            .with_batch_size(bounds.batch_rows)
+            .with_repartition_joins(false)
+            .with_repartition_aggregations(false)
+            .with_repartition_windows(false)
+            .with_repartition_sorts(false)
+            .with_round_robin_repartition(false);
     }
     // Delta's planner too, so that a plan of this session can be written
     // to a Delta table (`WriteBuilder::with_input_plan`).
