@@ -4,6 +4,15 @@
 # one after another, and prints how long one small batch takes after 10
 # earlier batches and after N, with the raw table's file and log counts.
 #
+# "How long one batch takes" is the mean over W = 30 batches (11-40, and
+# N+1 to N+30): a batch's share of the upkeep comes in cycles (a log
+# checkpoint every 10 commits of a table, a compaction every 15 or 16
+# batches), and the log a batch replays grows from one commit after a
+# checkpoint to ten before the next. Thirty batches hold three checkpoint
+# cycles and two compactions of each table at both ends; three batches
+# (the first version of this script) could catch one end early in its
+# cycles and the other late.
+#
 #   bench/batches.sh [N]                 (default 1000)
 #   STMON_BIN=target/debug/stmon bench/batches.sh 100
 #   KEEP=1 bench/batches.sh 200         keeps its work folder (mktemp) for a look
@@ -11,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 N=${1:-1000}
+W=30
 if [ -z "${STMON_BIN:-}" ]; then
   cargo build --release --quiet --bin stmon
   STMON_BIN=$ROOT/target/release/stmon
@@ -21,7 +31,7 @@ trap '[ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 "$BIN" fixtures generate --scale shaoxing --seed 2023 --out "$WORK/data" > /dev/null
 # Every batch's file up front: four rows of one enterprise_rd file, re-dated
 # (batch i submitted i seconds after 2024-03-01), so each is new and a correction.
-python3 - "$WORK/data/submissions/enterprise_rd" "$WORK/in" "$((N + 3))" <<'PY'
+python3 - "$WORK/data/submissions/enterprise_rd" "$WORK/in" "$((N + W))" <<'PY'
 import csv, datetime, io, os, sys
 src, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 os.makedirs(out)
@@ -76,13 +86,13 @@ PY
 logs() { find "$WORK/wh/raw/enterprise_rd/_delta_log" -name '*.json' | wc -l; }
 checkpoints() { find "$WORK/wh/raw/enterprise_rd/_delta_log" -name '*.checkpoint.parquet' | wc -l; }
 for i in $(seq 1 10); do one "$i" > /dev/null; done
-early=$( (for i in 11 12 13; do one "$i"; done) | awk '{ s += $1 } END { printf "%.2f", s / NR }')
+early=$( (for i in $(seq 11 $((10 + W))); do one "$i"; done) | awk '{ s += $1 } END { printf "%.3f", s / NR }')
 early_files=$(files)
-for i in $(seq 14 "$N"); do
+for i in $(seq $((11 + W)) "$N"); do
   one "$i" > /dev/null
   if (( i % 100 == 0 )); then echo "… $i batches, raw/enterprise_rd: $(files) active Parquet files, $(logs) commits" >&2; fi
 done
-late=$( (for i in $(seq $((N + 1)) $((N + 3))); do one "$i"; done) | awk '{ s += $1 } END { printf "%.2f", s / NR }')
-printf 'one 4-row batch after %4d batches: %6.2f s  (raw/enterprise_rd: %d active Parquet files)\n' 10 "$early" "$early_files"
-printf 'one 4-row batch after %4d batches: %6.2f s  (raw/enterprise_rd: %d active Parquet files, %d commits, %d log checkpoints)\n' "$N" "$late" "$(files)" "$(logs)" "$(checkpoints)"
+late=$( (for i in $(seq $((N + 1)) $((N + W))); do one "$i"; done) | awk '{ s += $1 } END { printf "%.3f", s / NR }')
+printf 'one 4-row batch after %4d batches (mean of %d): %6.3f s  (raw/enterprise_rd: %d active Parquet files)\n' 10 "$W" "$early" "$early_files"
+printf 'one 4-row batch after %4d batches (mean of %d): %6.3f s  (raw/enterprise_rd: %d active Parquet files, %d commits, %d log checkpoints)\n' "$N" "$W" "$late" "$(files)" "$(logs)" "$(checkpoints)"
 echo "$late $early" | awk '{ printf "ratio: %.2f×\n", $1 / $2 }'

@@ -116,8 +116,14 @@ async fn killed_ingest_leaves_before_or_after_state() {
                 state.iter().map(|(t, r)| (t, r.len())).collect::<Vec<_>>()
             );
         };
+        let open = std::fs::read_dir(wh.join("_stmon/open")).map_or(0, |d| d.count());
         if which == "before" && physical_raw_rows(&wh).await > before["raw"].len() {
             mid_batch += 1; // rows were written, but the batch never committed
+                            // What tells the next batch to look for them (only then does it).
+            assert_eq!(
+                open, 1,
+                "kill {k}: uncommitted rows, and their batch marked in flight"
+            );
         }
         outcomes.push(which);
         // The next run completes the work.
@@ -132,6 +138,8 @@ async fn killed_ingest_leaves_before_or_after_state() {
             after["raw"].len(),
             "kill {k}: orphan rows were removed"
         );
+        let open = std::fs::read_dir(wh.join("_stmon/open")).map_or(0, |d| d.count());
+        assert_eq!(open, 0, "kill {k}: no batch is left marked in flight");
     }
     assert!(
         mid_batch >= 1,

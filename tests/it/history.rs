@@ -452,7 +452,9 @@ async fn small_batches_are_compacted_without_changing_a_row() {
     let raw = TableId::new("raw", "enterprise_rd");
     let batches = TableId::new("audit", "batches");
     let rows = "select _batch_id, _row_number, credit_code, rd_expenditure from raw.enterprise_rd order by 1, 2";
-    for i in 1..=SMALL_FILES + 1 {
+    // Past the compaction, until raw's log checkpoint follows it.
+    let n = SMALL_FILES + 3;
+    for i in 1..=n {
         // Each batch corrects both firms' April: a to i, b to 100 + i.
         let p = dir.path().join(format!("{i}.csv"));
         let at = format!("2023-05-01 09:{i:02}");
@@ -489,10 +491,13 @@ async fn small_batches_are_compacted_without_changing_a_row() {
             assert_eq!(compacted_rows.len(), 2 * SMALL_FILES);
             assert_eq!(query(&before, rows).await, compacted_rows);
         } else {
-            assert_eq!(files, 2, "the compacted file and this batch's");
+            assert_eq!(
+                files,
+                1 + i - SMALL_FILES,
+                "the compacted file and one per batch since"
+            );
         }
     }
-    let n = SMALL_FILES + 1;
     assert_eq!(
         query(
             &wh,
@@ -534,7 +539,29 @@ async fn small_batches_are_compacted_without_changing_a_row() {
             version - checkpoint < stmon_warehouse::CHECKPOINT_EVERY,
             "{id}: version {version}, checkpoint {checkpoint}"
         );
+        // Written after the compaction, the checkpoint holds the files
+        // active then and none of the 16 tombstones
+        // (`stmon_warehouse::TOMBSTONE_RETENTION`).
+        let ctx = datafusion::prelude::SessionContext::new();
+        let cp = log.join(format!("{checkpoint:020}.checkpoint.parquet"));
+        ctx.register_parquet("cp", cp.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let compaction_version = 17; // created at 0, 16 appends, then OPTIMIZE
+        assert!(
+            checkpoint > compaction_version,
+            "{id}: checkpoint {checkpoint}"
+        );
+        let active = 1 + checkpoint - compaction_version;
+        assert_eq!(
+            rows_of(&ctx, "select count(add), count(remove) from cp").await,
+            vec![row(&[&active.to_string(), "0"])],
+            "{id}: checkpoint {checkpoint} holds the active files and no tombstone"
+        );
     }
+    // The version before the compaction still reads every row.
+    let before = wh.pinned([(raw.clone(), SMALL_FILES as u64)].into_iter().collect());
+    assert_eq!(query(&before, rows).await.len(), 2 * SMALL_FILES);
 }
 
 /// Old versions stay readable when their log entries are older than Delta's

@@ -46,7 +46,9 @@ use stmon_schema::{Catalog, Form};
 pub use arrow_rows::{
     arrow_type, raw_schema, Provenance, Row, DECIMAL_PRECISION, DECIMAL_SCALE, META_COLUMNS,
 };
-pub use source::{discover, probe, probe_all, Encoding, FileKind, Probe};
+pub use source::{
+    discover, probe, probe_all, CachedProbe, Encoding, FileKind, Probe, ProbeCache, Stamp,
+};
 pub use validate::{Checked, Problem, Validator, Value};
 
 #[derive(Debug, thiserror::Error)]

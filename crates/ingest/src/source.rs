@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
@@ -78,7 +79,8 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<PathBuf>) -> Res
 }
 
 /// The text encoding of a CSV file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Encoding {
     Utf8,
     Utf8Bom,
@@ -100,28 +102,130 @@ impl Encoding {
 }
 
 /// What one streaming pass over a file tells: its hash, size and encoding.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Probe {
     pub sha256: String,
     pub bytes: u64,
     pub encoding: Encoding,
 }
 
-/// [`probe`] of every file, in order, the files shared among the cores: a
-/// night's inbox holds every file sent so far, and each is hashed to be
-/// recognised (1.6 GB nationally: 3.1 s on one core).
-pub fn probe_all(paths: &[std::path::PathBuf]) -> Vec<Result<Probe>> {
+/// A file as the file system identifies it (device, inode) with its size and
+/// last change. Every write to a file and every rename onto its path moves
+/// its `ctime`, which no program can set back (unlike `mtime`), so a file
+/// whose stamp is unchanged has the bytes it had when the stamp was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl Stamp {
+    /// The stamp of a file (None where the platform has no inode numbers).
+    pub fn of(path: &Path) -> Option<Stamp> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(path).ok()?;
+            Some(Stamp {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
+
+    /// Last changed before `ns` (nanoseconds since 1970). A file changed
+    /// within the file system clock's tick before a stamp is taken could be
+    /// written again in the same tick, unseen: such a file is not cached.
+    fn settled_before(&self, ns: i64) -> bool {
+        self.mtime_ns < ns && self.ctime_ns < ns
+    }
+}
+
+/// How long ago a file must have last changed for its probe to be kept.
+const SETTLE_NS: i64 = 2_000_000_000;
+
+/// One kept probe: the file's stamp when it was probed, and what it told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedProbe {
+    pub stamp: Stamp,
+    #[serde(flatten)]
+    pub probe: Probe,
+}
+
+/// Probes kept from the last run, by absolute path, so that a night's inbox
+/// (every file sent so far: 1.6 GB nationally) is not read again to be
+/// recognised: a file whose [`Stamp`] is unchanged is taken to hold the
+/// same bytes (as `git status` does). A changed, moved or rewritten file,
+/// or one changed in the last two seconds, is hashed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeCache {
+    pub files: std::collections::BTreeMap<String, CachedProbe>,
+}
+
+fn cache_key(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// [`probe`] of every file, in order, the files shared among the cores,
+/// except those the cache knows unchanged. Returns the probes and the cache
+/// of this run (every file probed or recognised, and no other).
+pub fn probe_all(paths: &[PathBuf], cache: &ProbeCache) -> (Vec<Result<Probe>>, ProbeCache) {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    probe_all_settled(paths, cache, now_ns - SETTLE_NS)
+}
+
+/// [`probe_all`], keeping the probes of files last changed before `settled`.
+fn probe_all_settled(
+    paths: &[PathBuf],
+    cache: &ProbeCache,
+    settled: i64,
+) -> (Vec<Result<Probe>>, ProbeCache) {
+    let one = |path: &Path| -> (Result<Probe>, Option<CachedProbe>) {
+        let before = Stamp::of(path);
+        if let (Some(s), Some(c)) = (before, cache.files.get(&cache_key(path))) {
+            if c.stamp == s && s.settled_before(settled) {
+                return (Ok(c.probe.clone()), Some(c.clone()));
+            }
+        }
+        let p = probe(path);
+        let keep = match (&p, before, Stamp::of(path)) {
+            (Ok(p), Some(b), Some(a)) if a == b && b.settled_before(settled) => Some(CachedProbe {
+                stamp: b,
+                probe: p.clone(),
+            }),
+            _ => None,
+        };
+        (p, keep)
+    };
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(paths.len().max(1));
-    let mut out: Vec<Option<Result<Probe>>> = (0..paths.len()).map(|_| None).collect();
+    let mut out: Vec<Option<(Result<Probe>, Option<CachedProbe>)>> =
+        (0..paths.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
+                let one = &one;
                 scope.spawn(move || {
                     (w..paths.len())
                         .step_by(workers)
-                        .map(|i| (i, probe(&paths[i])))
+                        .map(|i| (i, one(&paths[i])))
                         .collect::<Vec<_>>()
                 })
             })
@@ -132,9 +236,19 @@ pub fn probe_all(paths: &[std::path::PathBuf]) -> Vec<Result<Probe>> {
             }
         }
     });
-    out.into_iter()
-        .map(|p| p.expect("every file probed"))
-        .collect()
+    let mut kept = ProbeCache::default();
+    let probes = out
+        .into_iter()
+        .zip(paths)
+        .map(|(p, path)| {
+            let (p, keep) = p.expect("every file probed");
+            if let Some(k) = keep {
+                kept.files.insert(cache_key(path), k);
+            }
+            p
+        })
+        .collect();
+    (probes, kept)
 }
 
 /// Hashes the file and decides its encoding in one pass with a fixed buffer:
@@ -226,7 +340,7 @@ mod tests {
             write("gb.csv", &gb),
             write("bom.csv", b"\xef\xbb\xbfname\n"),
         ];
-        let all = probe_all(&paths);
+        let (all, _) = probe_all(&paths, &ProbeCache::default());
         let encodings: Vec<Encoding> = all.iter().map(|p| p.as_ref().unwrap().encoding).collect();
         assert_eq!(
             encodings,
@@ -243,5 +357,61 @@ mod tests {
             assert_eq!(got.bytes, bytes.len() as u64);
             assert_eq!(got.sha256, hex::encode(Sha256::digest(&bytes)));
         }
+    }
+
+    /// A file whose stamp is unchanged is not read again (the cache's hash,
+    /// doctored here, is what comes back); one rewritten with the same size,
+    /// appended to, or changed too recently to be settled is hashed again,
+    /// and the cache returned holds exactly the files probed.
+    #[test]
+    fn probes_of_unchanged_files_come_from_the_cache() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        let b = dir.path().join("b.csv");
+        std::fs::write(&a, "x,y\n1,2\n").unwrap();
+        std::fs::write(&b, "x,y\n3,4\n").unwrap();
+        let paths = vec![a.clone(), b.clone()];
+        let later = |p: &Path| Stamp::of(p).unwrap().ctime_ns + 1;
+        let settled = later(&a).max(later(&b));
+        let (first, cache) = probe_all_settled(&paths, &ProbeCache::default(), settled);
+        let real_a = first[0].as_ref().unwrap().sha256.clone();
+        assert_eq!(cache.files.len(), 2);
+
+        let mut doctored = cache.clone();
+        for c in doctored.files.values_mut() {
+            c.probe.sha256 = "from the cache".into();
+        }
+        let (again, kept) = probe_all_settled(&paths, &doctored, settled);
+        assert!(again
+            .iter()
+            .all(|p| p.as_ref().unwrap().sha256 == "from the cache"));
+        assert_eq!(kept, doctored);
+
+        // Not settled: hashed, and not kept.
+        let (unsettled, kept) = probe_all_settled(&paths, &doctored, 0);
+        assert_eq!(unsettled[0].as_ref().unwrap().sha256, real_a);
+        assert!(kept.files.is_empty());
+
+        // Rewritten with the same size (after a clock tick), and appended to.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::write(&a, "x,y\n5,6\n").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&b)
+            .unwrap()
+            .write_all(b"7,8\n")
+            .unwrap();
+        let settled = later(&a).max(later(&b));
+        let (changed, kept) = probe_all_settled(&paths, &doctored, settled);
+        let sha = |p: &Path| hex::encode(Sha256::digest(std::fs::read(p).unwrap()));
+        assert_eq!(changed[0].as_ref().unwrap().sha256, sha(&a));
+        assert_eq!(changed[1].as_ref().unwrap().sha256, sha(&b));
+        assert_ne!(sha(&a), real_a);
+        assert_eq!(kept.files[&cache_key(&b)].probe.bytes, 12);
+
+        // Only the files probed this time are kept.
+        let (_, kept) = probe_all_settled(&paths[..1], &kept, settled);
+        assert_eq!(kept.files.keys().collect::<Vec<_>>(), vec![&cache_key(&a)]);
     }
 }

@@ -272,17 +272,17 @@ impl Warehouse {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<BatchReport> {
         self.ensure_tables().await?;
-        // One session for the recovery and the files already known: each
-        // registration opens every ingest table's log. Built again only when
-        // the recovery deleted rows (after a crash).
-        let mut ctx = self.session().await?;
-        let mut report = BatchReport {
-            recovered: self.recover(&ctx).await?,
-            ..Default::default()
-        };
-        if !report.recovered.is_empty() {
-            ctx = self.session().await?;
+        // A batch that may have left uncommitted rows marked itself in
+        // flight (see `inflight`); only then is every table scanned for them.
+        let open = self.open_batches().await?;
+        let mut report = BatchReport::default();
+        if !open.is_empty() {
+            let ctx = self.session().await?;
+            report.recovered = self.recover(&ctx).await?;
+            self.mark_closed(&open).await?;
         }
+        // The files already known are all this session reads.
+        let ctx = self.session_for_forms(None, []).await?;
         let (files, skipped) = stmon_ingest::discover(&req.paths)?;
         report.not_submissions = skipped;
 
@@ -294,13 +294,18 @@ impl Warehouse {
             "'unreadable'"
         };
         let known: HashMap<String, String> =
-            query_pairs(&ctx, &format!("select sha256, min(batch_id) from audit.batches where status not in ({retry}) group by sha256")).await?;
+            query_pairs(&ctx, &format!("select sha256, min(batch_id) from delta.audit_batches where status not in ({retry}) group by sha256")).await?;
 
         let started = Utc::now();
         let batch_id = new_batch_id(started);
         let mut probes: Vec<(PathBuf, Probe)> = Vec::new();
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
-        let probed = tokio::task::block_in_place(|| stmon_ingest::probe_all(&files));
+        let cache = self.probe_cache().await;
+        let (probed, kept) =
+            tokio::task::block_in_place(|| stmon_ingest::probe_all(&files, &cache));
+        if kept != cache {
+            self.keep_probe_cache(&kept).await;
+        }
         for (path, probed) in files.into_iter().zip(probed) {
             let probe = match probed {
                 Ok(p) => p,
@@ -348,6 +353,7 @@ impl Warehouse {
             written: BTreeSet::new(),
             progress,
         };
+        self.mark_open(&batch_id).await?;
         let mut loaded: Vec<FileReport> = Vec::new();
         for (path, probe) in probes {
             progress(Progress::File { path: &path });
@@ -491,6 +497,10 @@ impl Warehouse {
         let id = TableId::new("audit", "batches");
         self.append(&id, vec![record]).await?;
         written.insert(id);
+        // Committed: a mark left behind would only cost the next batch a scan.
+        if let Err(e) = self.mark_closed(std::slice::from_ref(&batch_id)).await {
+            tracing::warn!(error = %e, "the batch is committed; its in-flight mark stays");
+        }
 
         for f in &loaded {
             if let Some(form) = &f.outcome.form {
@@ -538,7 +548,8 @@ impl Warehouse {
     ///
     /// Runs in a session where every ingest table is registered (as
     /// [`TableId::session_name`]); the tables it deletes from are stale in
-    /// that session afterwards.
+    /// that session afterwards. Called only when a batch was marked in
+    /// flight (see `inflight`).
     async fn recover(&self, ctx: &SessionContext) -> Result<Vec<String>> {
         let mut removed = HashSet::new();
         for id in self

@@ -45,8 +45,10 @@ mod batch;
 pub mod checkpoint;
 mod checks;
 pub mod hash;
+mod inflight;
 pub mod lock;
 mod maintain;
+mod probes;
 mod session;
 pub mod store;
 mod tables;
@@ -54,7 +56,10 @@ mod tables;
 pub use batch::{BatchReport, FileReport, FormSummary, IngestRequest, Progress};
 pub use maintain::{Compaction, CHECKPOINT_EVERY, SMALL_FILES, SMALL_FILE_BYTES};
 pub use session::{current_from_decisions_sql, current_view_sql};
-pub use tables::{commit_properties, writer_properties_for, TableId, Warehouse};
+pub use tables::{
+    commit_properties, table_configuration, writer_properties_for, TableId, Warehouse,
+    TOMBSTONE_RETENTION,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

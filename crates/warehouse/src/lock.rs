@@ -85,19 +85,9 @@ impl Holder {
 }
 
 impl Warehouse {
-    async fn root_store(&self) -> Result<Arc<dyn ObjectStore>> {
-        let table = deltalake::DeltaTable::try_from_url(self.root.clone())
-            .await
-            .map_err(|source| Error::Delta {
-                table: "(warehouse root)".into(),
-                source,
-            })?;
-        Ok(table.object_store())
-    }
-
     /// Who holds the run lock now, if anyone.
     pub async fn lock_holder(&self) -> Result<Option<Holder>> {
-        let store = self.root_store().await?;
+        let store = self.root_store()?;
         read_holder(store.as_ref(), &lock_path()).await
     }
 
@@ -111,7 +101,7 @@ impl Warehouse {
         wait: Option<Duration>,
         on_wait: &(dyn Fn(&Holder) + Sync),
     ) -> Result<RunLock> {
-        let store = self.root_store().await?;
+        let store = self.root_store()?;
         let path = lock_path();
         let now = Utc::now();
         let holder = Holder {

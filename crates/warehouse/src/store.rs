@@ -121,6 +121,12 @@ fn list_folder_after(prefix: &Path, offset: &Path) -> Option<Vec<Result<ObjectMe
     }
     let folder = std::path::PathBuf::from(format!("/{prefix_str}"));
     let offset = offset.as_ref();
+    // Every location is `prefix/name`: comparing the names with the
+    // offset's own name is comparing the locations, without building one
+    // per entry (a log folder holds an entry per commit ever made).
+    let offset_name = offset
+        .strip_prefix(prefix_str)
+        .and_then(|rest| rest.strip_prefix('/'));
     let mut after = Vec::new();
     for entry in std::fs::read_dir(&folder).ok()? {
         let entry = entry.ok()?;
@@ -137,9 +143,12 @@ fn list_folder_after(prefix: &Path, offset: &Path) -> Option<Vec<Result<ObjectMe
         if !plain(name) {
             return None;
         }
-        let location = format!("{prefix_str}/{name}");
-        if location.as_str() > offset {
-            after.push((location, entry.path()));
+        let is_after = match offset_name {
+            Some(o) => name > o,
+            None => format!("{prefix_str}/{name}").as_str() > offset,
+        };
+        if is_after {
+            after.push((format!("{prefix_str}/{name}"), entry.path()));
         }
     }
     after.sort();
@@ -299,6 +308,14 @@ mod tests {
             let a = listed(&ours, &prefix, &offset).await;
             assert_eq!(a, listed(&theirs, &prefix, &offset).await, "from {from}");
             // The shortcut answered, not the fallback.
+            assert!(list_folder_after(&prefix, &offset).is_some());
+        }
+        // Offsets outside the folder: before it (everything) and after it (nothing).
+        let table = Path::from_absolute_path(dir.path().join("t")).unwrap();
+        for outside in ["_delta_loa", "_delta_loh"] {
+            let offset = table.clone().join(outside);
+            let a = listed(&ours, &prefix, &offset).await;
+            assert_eq!(a, listed(&theirs, &prefix, &offset).await, "from {outside}");
             assert!(list_folder_after(&prefix, &offset).is_some());
         }
         let all = listed(

@@ -127,6 +127,29 @@ pub fn commit_properties() -> deltalake::kernel::transaction::CommitProperties {
         .with_cleanup_expired_logs(Some(false))
 }
 
+/// `delta.deletedFileRetentionDuration` of every stmon table: zero.
+///
+/// A removed file's tombstone (its `remove` action) is kept in log
+/// checkpoints for this long; it serves only VACUUM, to tell which
+/// unreferenced files may go. stmon never vacuums: every version stays
+/// readable (see [`commit_properties`]), and compaction's old files stay on
+/// disk. Kept for delta-rs's default week, a table compacted every few
+/// small batches carried hundreds of tombstones in every checkpoint, read
+/// at every open. Whoever vacuums a stmon warehouse with another tool must
+/// give the retention explicitly, knowing which versions it will break.
+pub const TOMBSTONE_RETENTION: &str = "interval 0 seconds";
+
+/// The table properties stmon sets on its tables (see [`TOMBSTONE_RETENTION`]).
+pub fn table_configuration() -> std::collections::HashMap<String, String> {
+    [(
+        deltalake::TableProperty::DeletedFileRetentionDuration
+            .as_ref()
+            .to_string(),
+        TOMBSTONE_RETENTION.to_string(),
+    )]
+    .into()
+}
+
 /// Columns that number rows within a file: ascending, so delta-encoded.
 const ROW_NUMBER_COLUMNS: [&str; 2] = ["_row_number", "source_row"];
 
@@ -333,6 +356,7 @@ impl Warehouse {
                 .create()
                 .with_table_name(format!("{}_{}", id.layer, id.name))
                 .with_columns(st.fields().cloned())
+                .with_configuration(table_configuration().into_iter().map(|(k, v)| (k, Some(v))))
                 .with_commit_properties(commit_properties())
                 .await
                 .map_err(delta)?;
@@ -356,6 +380,7 @@ impl Warehouse {
                 .with_writer_properties(props)
                 .with_table_name(format!("{}_{}", id.layer, id.name))
                 .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
+                .with_configuration(table_configuration().into_iter().map(|(k, v)| (k, Some(v))))
                 .with_commit_properties(commit_properties())
                 .await
                 .map_err(|source| Error::Delta {
@@ -364,6 +389,23 @@ impl Warehouse {
                 })?;
         }
         Ok(())
+    }
+
+    /// The object store at a URL of this warehouse, without reading anything.
+    fn store_at(&self, url: Url, what: &str) -> Result<Arc<dyn object_store::ObjectStore>> {
+        deltalake::DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.build_storage())
+            .map(|s| s.object_store(None))
+            .map_err(|source| Error::Delta {
+                table: what.into(),
+                source,
+            })
+    }
+
+    /// The object store at the warehouse's root, for stmon's own objects
+    /// under `_stmon/` (the run lock, the batches in flight).
+    pub(crate) fn root_store(&self) -> Result<Arc<dyn object_store::ObjectStore>> {
+        self.store_at(self.root.clone(), "(warehouse root)")
     }
 
     /// Whether a table exists, from a HEAD of its first commit or of its
@@ -376,10 +418,7 @@ impl Warehouse {
             table: id.to_string(),
             source,
         };
-        let store = deltalake::DeltaTableBuilder::from_url(self.table_url(id))
-            .and_then(|b| b.build_storage())
-            .map_err(delta)?
-            .object_store(None);
+        let store = self.store_at(self.table_url(id), &id.to_string())?;
         for marker in [
             "_delta_log/00000000000000000000.json",
             "_delta_log/_last_checkpoint",
