@@ -410,8 +410,8 @@ impl Warehouse {
 
     /// Whether a table exists, from a HEAD of its first commit or of its
     /// `_last_checkpoint` rather than a read of its log: every batch asks
-    /// this of every ingest table. Only when neither is there is the table
-    /// opened to decide.
+    /// this of every ingest table. False only means "not known": the caller
+    /// then opens the table, once, and decides from its version.
     async fn created(&self, id: &TableId) -> Result<bool> {
         use object_store::ObjectStoreExt;
         let delta = |source| Error::Delta {
@@ -429,7 +429,7 @@ impl Warehouse {
                 Err(e) => return Err(delta(e.into())),
             }
         }
-        Ok(self.table(id).await?.version().is_some())
+        Ok(false)
     }
 
     /// The superseded versions of every committed key of `form`, decided as
