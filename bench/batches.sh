@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # A night's fixed cost against the warehouse's history: ingests N small
-# batches (one 4-row enterprise_rd file each, corrections of the same firms)
-# one after another, and prints how long one small batch takes after 10
-# earlier batches and after N, with the raw table's file and log counts.
+# batches (one 4-row enterprise_rd file each) one after another, and prints
+# how long one small batch takes after 10 earlier batches and after N, with
+# the raw table's file and log counts.
+#
+# The warehouse starts with one enterprise_rd file of the Shaoxing fixture
+# (435 rows, 423 firms); batch i re-submits four of its rows, the next four
+# each time, round the file: every batch is new and a correction, and after
+# 1,000 batches a key has about ten versions. SAME_FIRMS=1 re-submits the
+# same four rows every time instead (the first version of this script): a
+# batch then corrects keys with N versions each, and its checks, which read
+# every version of the keys a batch touches, grow with N by design: that is
+# the keys' history, not the night's fixed cost.
 #
 # "How long one batch takes" is the mean over W = 30 batches (11-40, and
 # N+1 to N+30): a batch's share of the upkeep comes in cycles (a log
@@ -29,11 +38,12 @@ BIN=$STMON_BIN
 WORK=$(mktemp -d)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 "$BIN" fixtures generate --scale shaoxing --seed 2023 --out "$WORK/data" > /dev/null
-# Every batch's file up front: four rows of one enterprise_rd file, re-dated
-# (batch i submitted i seconds after 2024-03-01), so each is new and a correction.
-python3 - "$WORK/data/submissions/enterprise_rd" "$WORK/in" "$((N + W))" <<'PY'
+# Every batch's file up front: batch 0 the whole file, batch i four of its
+# rows re-dated (submitted i seconds after 2024-03-01).
+python3 - "$WORK/data/submissions/enterprise_rd" "$WORK/in" "$((N + W))" "${SAME_FIRMS:-}" <<'PY'
 import csv, datetime, io, os, sys
-src, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+src, out, n, same = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+
 os.makedirs(out)
 for root, _, names in sorted(os.walk(src)):
     for name in sorted(names):
@@ -48,13 +58,16 @@ for root, _, names in sorted(os.walk(src)):
     else:
         continue
     break
-header, body, at = rows[0], rows[1:5], rows[0].index("submitted_at")
+header, body, at = rows[0], rows[1:], rows[0].index("submitted_at")
 start = datetime.datetime(2024, 3, 1)
+with open(os.path.join(out, "batch-0.csv"), "w", newline="") as fh:
+    csv.writer(fh).writerows([header] + body)
 for i in range(1, n + 1):
+    first = 0 if same else 4 * (i - 1)
     with open(os.path.join(out, f"batch-{i}.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
-        for r in body:
+        for r in (body[(first + j) % len(body)] for j in range(4)):
             r = list(r)
             r[at] = (start + datetime.timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S")
             w.writerow(r)
@@ -85,6 +98,7 @@ PY
 }
 logs() { find "$WORK/wh/raw/enterprise_rd/_delta_log" -name '*.json' | wc -l; }
 checkpoints() { find "$WORK/wh/raw/enterprise_rd/_delta_log" -name '*.checkpoint.parquet' | wc -l; }
+one 0 > /dev/null
 for i in $(seq 1 10); do one "$i" > /dev/null; done
 early=$( (for i in $(seq 11 $((10 + W))); do one "$i"; done) | awk '{ s += $1 } END { printf "%.3f", s / NR }')
 early_files=$(files)

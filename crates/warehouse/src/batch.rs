@@ -266,7 +266,16 @@ fn diagnostics_batch(
 
 impl Warehouse {
     /// Ingests files as one batch. See the module docs for the protocol.
+    /// Each table's log is read once (see [`Warehouse::for_one_batch`]).
     pub async fn ingest(
+        &self,
+        req: &IngestRequest,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<BatchReport> {
+        self.for_one_batch().ingest_batch(req, progress).await
+    }
+
+    async fn ingest_batch(
         &self,
         req: &IngestRequest,
         progress: &(dyn Fn(Progress) + Sync),
@@ -548,7 +557,7 @@ impl Warehouse {
     ///
     /// Runs in a session where every ingest table is registered (as
     /// [`TableId::session_name`]); the tables it deletes from are stale in
-    /// that session afterwards. Called only when a batch was marked in
+    /// that session afterwards (not in the batch's kept handles). Called only when a batch was marked in
     /// flight (see `inflight`).
     async fn recover(&self, ctx: &SessionContext) -> Result<Vec<String>> {
         let mut removed = HashSet::new();
@@ -588,6 +597,7 @@ impl Warehouse {
                     table: id.to_string(),
                     source,
                 })?;
+            self.forget(&id);
             removed.extend(orphans);
         }
         let mut v: Vec<String> = removed.into_iter().collect();

@@ -117,13 +117,13 @@ async fn compact(table: DeltaTable, id: &TableId) -> Result<(DeltaTable, Option<
 }
 
 /// Writes a log checkpoint of an open table's version when it is
-/// [`CHECKPOINT_EVERY`] commits past its last one; whether it did. A table
+/// [`CHECKPOINT_EVERY`] commits past its last one: the table after. A table
 /// created before [`crate::TOMBSTONE_RETENTION`] was set at creation gets it first
 /// (one commit), so that the checkpoint leaves out the tombstones.
-async fn checkpoint_if_due(table: DeltaTable, id: &TableId) -> Result<bool> {
+async fn checkpoint_if_due(table: DeltaTable, id: &TableId) -> Result<DeltaTable> {
     use object_store::ObjectStoreExt;
     let Some(version) = table.version() else {
-        return Ok(false);
+        return Ok(table);
     };
     let delta = delta_error(id);
     // `_last_checkpoint` names the newest checkpoint; none yet: -1.
@@ -145,7 +145,7 @@ async fn checkpoint_if_due(table: DeltaTable, id: &TableId) -> Result<bool> {
         Err(e) => return Err(delta(e.into())),
     };
     if version as i64 - last < CHECKPOINT_EVERY {
-        return Ok(false);
+        return Ok(table);
     }
     let retention = table
         .snapshot()
@@ -166,7 +166,7 @@ async fn checkpoint_if_due(table: DeltaTable, id: &TableId) -> Result<bool> {
         .await
         .map_err(delta)?;
     tracing::info!(table = %id, version, "log checkpoint written");
-    Ok(true)
+    Ok(table)
 }
 
 impl Warehouse {
@@ -190,6 +190,7 @@ impl Warehouse {
             let (table, done) = compact(table, id).await?;
             out.extend(done);
             checkpoint_if_due(table, id).await?;
+            self.forget(id);
         }
         Ok(out)
     }
