@@ -266,7 +266,8 @@ fn diagnostics_batch(
 
 impl Warehouse {
     /// Ingests files as one batch. See the module docs for the protocol.
-    /// Each table's log is read once (see [`Warehouse::for_one_batch`]).
+    /// A table's log is read once between the batch's writes to it (see
+    /// [`Warehouse::for_one_batch`]).
     pub async fn ingest(
         &self,
         req: &IngestRequest,
@@ -557,8 +558,9 @@ impl Warehouse {
     ///
     /// Runs in a session where every ingest table is registered (as
     /// [`TableId::session_name`]); the tables it deletes from are stale in
-    /// that session afterwards (not in the batch's kept handles). Called only when a batch was marked in
-    /// flight (see `inflight`).
+    /// that session afterwards (not in the batch's kept handles: a delete
+    /// drops the table's). Called only when a batch was marked in flight
+    /// (see `inflight`).
     async fn recover(&self, ctx: &SessionContext) -> Result<Vec<String>> {
         let mut removed = HashSet::new();
         for id in self

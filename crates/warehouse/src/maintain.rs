@@ -117,13 +117,13 @@ async fn compact(table: DeltaTable, id: &TableId) -> Result<(DeltaTable, Option<
 }
 
 /// Writes a log checkpoint of an open table's version when it is
-/// [`CHECKPOINT_EVERY`] commits past its last one: the table after. A table
+/// [`CHECKPOINT_EVERY`] commits past its last one; whether it did. A table
 /// created before [`crate::TOMBSTONE_RETENTION`] was set at creation gets it first
 /// (one commit), so that the checkpoint leaves out the tombstones.
-async fn checkpoint_if_due(table: DeltaTable, id: &TableId) -> Result<DeltaTable> {
+async fn checkpoint_if_due(table: DeltaTable, id: &TableId) -> Result<bool> {
     use object_store::ObjectStoreExt;
     let Some(version) = table.version() else {
-        return Ok(table);
+        return Ok(false);
     };
     let delta = delta_error(id);
     // `_last_checkpoint` names the newest checkpoint; none yet: -1.
@@ -145,7 +145,7 @@ async fn checkpoint_if_due(table: DeltaTable, id: &TableId) -> Result<DeltaTable
         Err(e) => return Err(delta(e.into())),
     };
     if version as i64 - last < CHECKPOINT_EVERY {
-        return Ok(table);
+        return Ok(false);
     }
     let retention = table
         .snapshot()
@@ -166,7 +166,7 @@ async fn checkpoint_if_due(table: DeltaTable, id: &TableId) -> Result<DeltaTable
         .await
         .map_err(delta)?;
     tracing::info!(table = %id, version, "log checkpoint written");
-    Ok(table)
+    Ok(true)
 }
 
 impl Warehouse {

@@ -71,8 +71,8 @@ pub struct Warehouse {
     handles: Option<Handles>,
 }
 
-/// Open tables by id, each at the version it was read at or last written to
-/// by this process.
+/// Open tables by id, each at the version it was read at (a write of the
+/// batch to a table drops its handle).
 type Handles = Arc<Mutex<HashMap<TableId, DeltaTable>>>;
 
 /// How every Parquet file of the warehouse is written, given its schema:
