@@ -174,20 +174,8 @@ changes as (
     from high_tech_enterprise_share_change
 ),
 -- Counts and sums over no rows are 0; when the division has no row of the
--- form at all for the year up to the month, the reason says so (a 0 that
--- means "nothing sent yet", not a counted zero).
-form_rows as (
-    select p.year, p.as_of_month, a.division_code, f.form
-    -- distinct months per county first: a few rows per county, not one per submission
-    from (
-        select distinct 'recognition' as form, year, month, county_code from staging.recognition
-        union select distinct 'tech_contract', year, month, county_code from staging.tech_contract
-        union select distinct 'program_ledger', year, month, county_code from staging.program_ledger
-    ) f
-    join intermediate.periods p on p.year = f.year and f.month <= p.as_of_month
-    join ref.division_ancestors a on a.county_code = f.county_code
-    group by p.year, p.as_of_month, a.division_code, f.form
-),
+-- form at all for the year up to the month (intermediate.form_months), the
+-- reason says so (a 0 that means "nothing sent yet", not a counted zero).
 cumulative as (
     select g.year, g.as_of_month, g.division_code, g.division_name, g.level, k.indicator_id,
            coalesce(v.value, 0) as value,
@@ -201,7 +189,7 @@ cumulative as (
     left join intermediate.division_counts v
       on v.year = g.year and v.as_of_month = g.as_of_month
      and v.division_code = g.division_code and v.indicator_id = k.indicator_id
-    left join form_rows f
+    left join intermediate.form_months f
       on f.year = g.year and f.as_of_month = g.as_of_month
      and f.division_code = g.division_code and f.form = k.form
 )

@@ -619,3 +619,125 @@ async fn versions_older_than_the_log_retention_stay_readable() {
         vec![row(&[&(n + 1).to_string(), &format!("{total}.0000")])]
     );
 }
+
+/// The raw files a query's plan reads of `raw.enterprise_rd`.
+async fn raw_files_read(ctx: &datafusion::prelude::SessionContext, sql: &str) -> usize {
+    let plan = ctx
+        .sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let text = datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string();
+    text.split([' ', '[', ']', ','])
+        .filter(|p| p.contains("raw/enterprise_rd/") && p.ends_with(".parquet"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// `raw.enterprise_rd` stores each row's credit province (`prune_by` in
+/// schemas/forms/enterprise_rd.yaml): a read restricted to one province opens
+/// only the files that may hold it, and a night's check of a correction reads
+/// only its province's files yet still finds the version it corrects. A raw
+/// table created before the form named the column keeps its columns, takes
+/// new rows without it, and gives the same current rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_province_read_skips_other_provinces_files_and_old_raw_tables_still_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jiangsu = stmon_core::credit_code::complete("91320102MA2HND10X").unwrap();
+    let js_file = tmp.path().join("enterprise_rd_jiangsu.csv");
+    std::fs::write(
+        &js_file,
+        format!(
+            "period,credit_code,name,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,basic_research,value_added,submitted_at\n\
+             2023-06,{jiangsu},乙,330603,C39,Y,N,500,5,1,100,2023-07-10 09:00\n"
+        ),
+    )
+    .unwrap();
+    // Three batches, one file each: Zhejiang's firms, the Jiangsu firm, and
+    // a correction of a Zhejiang firm's June.
+    let batches = [
+        repo().join("fixtures/indicators/base/enterprise_rd.csv"),
+        js_file,
+        repo().join("fixtures/indicators/later/enterprise_rd_correction.csv"),
+    ];
+    let province = "substr(credit_code, 3, 2)";
+    let current = "select period, credit_code, name, county_code, cast(rd_expenditure as varchar) \
+                   from current.enterprise_rd order by credit_code, period";
+
+    let new_dir = tmp.path().join("new");
+    let wh = warehouse(&new_dir);
+    for f in &batches {
+        ingest(&wh, std::slice::from_ref(f)).await;
+    }
+    let all = query(&wh, current).await;
+    assert_eq!(
+        all.len(),
+        11,
+        "ten Zhejiang rows and the Jiangsu one: {all:?}"
+    );
+    assert!(
+        all.contains(&row(&[
+            "2023-06",
+            "91330602MA2HND10A8",
+            "甲",
+            "330602",
+            "21.0000"
+        ])),
+        "the correction is current: {all:?}"
+    );
+    let ctx = wh.session().await.unwrap();
+    assert_eq!(
+        query(
+            &wh,
+            "select distinct _credit_province from raw.enterprise_rd order by 1"
+        )
+        .await,
+        vec![row(&["32"]), row(&["33"])]
+    );
+    assert_eq!(raw_files_read(&ctx, current).await, 3);
+    wh.restrict_form(&ctx, "enterprise_rd", province, &["32".into()])
+        .await
+        .unwrap();
+    assert_eq!(raw_files_read(&ctx, current).await, 1);
+    let js: Vec<_> = all.iter().filter(|r| r[1] == jiangsu).cloned().collect();
+    assert_eq!(rows_of(&ctx, current).await, js);
+    wh.restrict_form(&ctx, "enterprise_rd", province, &["33".into()])
+        .await
+        .unwrap();
+    assert_eq!(raw_files_read(&ctx, current).await, 2);
+    let zj: Vec<_> = all.iter().filter(|r| r[1] != jiangsu).cloned().collect();
+    assert_eq!(rows_of(&ctx, current).await, zj);
+
+    // The same batches into a raw table made without the column: the first
+    // two by a catalog whose form names none, the correction by today's.
+    let mut before = (*catalog()).clone();
+    before.forms.get_mut("enterprise_rd").unwrap().prune_by = None;
+    let old_dir = tmp.path().join("old");
+    let old =
+        stmon_warehouse::Warehouse::open(old_dir.to_str().unwrap(), std::sync::Arc::new(before))
+            .unwrap();
+    for f in &batches[..2] {
+        ingest(&old, std::slice::from_ref(f)).await;
+    }
+    let old = warehouse(&old_dir);
+    let report = ingest(&old, &batches[2..]).await;
+    assert_eq!(report.rejected_rows(), 0);
+    let ctx = old.session().await.unwrap();
+    let schema = ctx
+        .table("raw.enterprise_rd")
+        .await
+        .unwrap()
+        .schema()
+        .clone();
+    assert!(!schema.has_column_with_unqualified_name("_credit_province"));
+    assert_eq!(query(&old, current).await, all);
+    old.restrict_form(&ctx, "enterprise_rd", province, &["32".into()])
+        .await
+        .unwrap();
+    assert_eq!(raw_files_read(&ctx, current).await, 3, "read whole");
+    assert_eq!(rows_of(&ctx, current).await, js);
+}

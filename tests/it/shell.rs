@@ -37,7 +37,7 @@ fn built() -> &'static std::path::Path {
         ok(stmon(&wh).args(["ingest", "fixtures/indicators/base"]));
         ok(stmon(&wh).args(["ingest", "fixtures/indicators/later"]));
         let text = ok(stmon(&wh).args(["models", "run"]));
-        assert!(text.contains("18 model(s): 0 failed, 0 skipped"), "{text}");
+        assert!(text.contains("19 model(s): 0 failed, 0 skipped"), "{text}");
         dir
     })
     .path()
@@ -109,7 +109,7 @@ fn models_list_and_graph() {
         .lines()
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    assert_eq!(names.len(), 18);
+    assert_eq!(names.len(), 19);
     assert!(
         names.iter().position(|n| *n == "staging.enterprise_rd")
             < names.iter().position(|n| *n == "marts.indicators")
@@ -117,6 +117,7 @@ fn models_list_and_graph() {
     let dot = ok(stmon(&wh).args(["models", "graph", "--dot"]));
     assert!(dot.starts_with("digraph models {"));
     assert!(dot.contains("\"intermediate.division_enterprise\" -> \"marts.indicators\";"));
+    assert!(dot.contains("\"intermediate.form_months\" -> \"marts.indicators\";"));
 }
 
 #[test]

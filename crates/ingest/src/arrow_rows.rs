@@ -17,16 +17,7 @@ use crate::validate::Value;
 pub const DECIMAL_PRECISION: u8 = 38;
 pub const DECIMAL_SCALE: i8 = 4;
 
-/// Columns every raw table carries after the form's own, in this order.
-pub const META_COLUMNS: [&str; 7] = [
-    "_extra",
-    "_row_hash",
-    "_batch_id",
-    "_source_file",
-    "_source_sha256",
-    "_row_number",
-    "_ingested_at",
-];
+pub use stmon_schema::META_COLUMNS;
 
 pub fn arrow_type(ty: ColumnType) -> DataType {
     match ty {
@@ -49,7 +40,8 @@ pub fn arrow_type(ty: ColumnType) -> DataType {
 }
 
 /// The raw layer's schema of a form: its columns (nullable, since a withdrawal
-/// may leave them blank) followed by the provenance columns.
+/// may leave them blank) followed by the provenance columns and the form's
+/// [`stmon_schema::PruneBy`] column, if it has one.
 pub fn raw_schema(form: &Form) -> SchemaRef {
     let mut fields: Vec<Field> = form
         .columns
@@ -67,6 +59,9 @@ pub fn raw_schema(form: &Form) -> SchemaRef {
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         false,
     ));
+    if let Some(p) = &form.prune_by {
+        fields.push(Field::new(&p.name, DataType::Utf8, true));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -181,5 +176,16 @@ pub fn to_batch(
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     (0..n).for_each(|_| ts.append_value(prov.ingested_at.timestamp_micros()));
     arrays.push(Arc::new(ts.finish()));
+    if let Some(p) = &form.prune_by {
+        let at = form.column_index(&p.column).expect("checked: a key column");
+        let mut b = StringBuilder::with_capacity(n, n * p.length);
+        for r in rows {
+            match &r.values[at] {
+                Value::Str(s) => b.append_value(p.of(s)),
+                _ => b.append_null(),
+            }
+        }
+        arrays.push(Arc::new(b.finish()));
+    }
     RecordBatch::try_new(schema.clone(), arrays)
 }

@@ -28,7 +28,7 @@ use arrow::row::{RowConverter, SortField};
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
-use stmon_warehouse::{TableId, Warehouse};
+use stmon_warehouse::{in_list, TableId, Warehouse};
 
 use crate::state::sha256_hex;
 use crate::{text_column, Error, Model, ModelId, Project, Result};
@@ -361,15 +361,6 @@ pub async fn plan(
     Ok((Plan::Partitions(partitions.into_iter().collect()), ""))
 }
 
-/// `col in ('a', 'b')` as SQL.
-pub fn in_list(col: &str, values: &[String]) -> String {
-    let list: Vec<String> = values
-        .iter()
-        .map(|v| format!("'{}'", v.replace('\'', "''")))
-        .collect();
-    format!("{col} in ({})", list.join(", "))
-}
-
 /// Restricts a session's partitioned inputs of a model to `partitions`:
 /// `raw.<form>`/`current.<form>` of the forms it reads directly, and the
 /// models it reads by partition (re-registered as filtered views). A view
@@ -384,12 +375,7 @@ pub fn restrict<'a>(
 ) -> BoxFuture<'a, Result<()>> {
     Box::pin(async move {
         for (form, expr) in &inputs.direct {
-            wh.restrict_form(
-                ctx,
-                form,
-                &in_list(&format!("cast({expr} as varchar)"), partitions),
-            )
-            .await?;
+            wh.restrict_form(ctx, form, expr, partitions).await?;
         }
         for d in &inputs.models {
             match project.model(d) {

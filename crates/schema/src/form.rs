@@ -98,8 +98,69 @@ pub struct Form {
     pub columns: Vec<Column>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// A column the raw table stores after the submitted ones so that a read
+    /// of some of its values skips the files holding none of them.
+    #[serde(default)]
+    pub prune_by: Option<PruneBy>,
     #[serde(skip)]
     by_header: HashMap<String, usize>,
+}
+
+/// Columns every raw table carries after the form's own, in this order
+/// (then [`Form::prune_by`]'s, if the form has one).
+pub const META_COLUMNS: [&str; 7] = [
+    "_extra",
+    "_row_hash",
+    "_batch_id",
+    "_source_file",
+    "_source_sha256",
+    "_row_number",
+    "_ingested_at",
+];
+
+/// A part of a key column, stored in the raw table as a column of its own:
+/// `substr(column, start, length)`. Delta keeps each file's smallest and
+/// largest value of it, so a read of some of its values (one credit
+/// province's firms) opens only the files that may hold them. Derived from a
+/// key column, it is the same for every version of a key.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PruneBy {
+    /// The stored column's name; starts with `_` like the provenance columns.
+    pub name: String,
+    /// The key column it is part of.
+    pub column: String,
+    /// First character, from 1 (as SQL's `substr`).
+    pub start: usize,
+    /// Characters taken.
+    pub length: usize,
+}
+
+impl PruneBy {
+    /// The same value as SQL, as a model names it (`substr(credit_code, 3, 2)`).
+    pub fn sql(&self) -> String {
+        format!("substr({}, {}, {})", self.column, self.start, self.length)
+    }
+
+    /// Whether `expr` is [`PruneBy::sql`], ignoring case and blanks.
+    pub fn is(&self, expr: &str) -> bool {
+        let plain = |s: &str| -> String {
+            s.chars()
+                .filter(|c| !c.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        plain(expr) == plain(&self.sql())
+    }
+
+    /// The value for one key value: its characters `start..start+length`
+    /// (fewer when it is shorter), as SQL's `substr` gives them.
+    pub fn of<'a>(&self, value: &'a str) -> &'a str {
+        let mut at = value.char_indices().map(|(i, _)| i).chain([value.len()]);
+        let from = at.nth(self.start - 1).unwrap_or(value.len());
+        let to = at.nth(self.length - 1).unwrap_or(value.len());
+        &value[from..to]
+    }
 }
 
 /// How well a header row fits a form.
@@ -222,6 +283,32 @@ impl Form {
             };
             if let Some(n) = names.into_iter().find(|n| self.column(n).is_none()) {
                 return Err(bad(format!("rule names unknown column '{n}'")));
+            }
+        }
+        if let Some(p) = &self.prune_by {
+            let text = self.column(&p.column).is_some_and(|c| {
+                matches!(
+                    c.ty,
+                    ColumnType::Text | ColumnType::CreditCode | ColumnType::CountyCode
+                )
+            });
+            if !self.key.contains(&p.column) || !text {
+                return Err(bad(format!(
+                    "prune_by.column '{}' must be a key column of text, credit codes or county codes",
+                    p.column
+                )));
+            }
+            if !p.name.starts_with('_')
+                || self.column(&p.name).is_some()
+                || META_COLUMNS.contains(&p.name.as_str())
+            {
+                return Err(bad(format!(
+                    "prune_by.name '{}' must start with '_' and name no other column",
+                    p.name
+                )));
+            }
+            if p.start == 0 || p.length == 0 {
+                return Err(bad("prune_by.start and .length count from 1".into()));
             }
         }
         Ok(())
@@ -353,5 +440,39 @@ impl Catalog {
                 m.missing.join(", ")
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PruneBy;
+
+    fn province() -> PruneBy {
+        PruneBy {
+            name: "_credit_province".into(),
+            column: "credit_code".into(),
+            start: 3,
+            length: 2,
+        }
+    }
+
+    /// The value is SQL's `substr` of the key: characters, not bytes, and
+    /// fewer of them when the key is short.
+    #[test]
+    fn prune_value_is_substr_of_the_key() {
+        let p = province();
+        assert_eq!(p.of("91330602MA2D4XPC3T"), "33");
+        assert_eq!(p.of("913"), "3");
+        assert_eq!(p.of("91"), "");
+        assert_eq!(p.of("甲乙丙丁戊"), "丙丁");
+    }
+
+    #[test]
+    fn prune_expression_matches_the_models_text() {
+        let p = province();
+        assert!(p.is("substr(credit_code, 3, 2)"));
+        assert!(p.is(" SUBSTR( credit_code,3,2 )"));
+        assert!(!p.is("substr(credit_code, 3, 6)"));
+        assert!(!p.is("substr(county_code, 3, 2)"));
     }
 }

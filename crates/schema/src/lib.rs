@@ -18,7 +18,10 @@ mod divisions;
 mod form;
 
 pub use divisions::{Division, DivisionLookup, Divisions};
-pub use form::{Catalog, Column, ColumnType, EnumValue, Form, Frequency, HeaderMatch, Rule};
+pub use form::{
+    Catalog, Column, ColumnType, EnumValue, Form, Frequency, HeaderMatch, PruneBy, Rule,
+    META_COLUMNS,
+};
 
 use std::path::PathBuf;
 

@@ -142,6 +142,7 @@ impl DeltaSink<'_> {
     fn flush_form(&mut self, form: &str) -> Result<()> {
         if let Some((batches, _)) = self.pending.remove(form) {
             let id = TableId::new("raw", form);
+            let batches = self.handle.block_on(self.wh.fit_raw(form, batches))?;
             self.handle.block_on(self.wh.append(&id, batches))?;
             self.written.insert(id);
         }
@@ -205,6 +206,128 @@ impl stmon_ingest::Sink for DeltaSink<'_> {
         }
         Ok(())
     }
+}
+
+/// What a reader thread hands the writer.
+enum Read {
+    Rows(String, RecordBatch),
+    Diagnostic(Diagnostic),
+}
+
+/// The sink of a reader thread: everything goes to the writer.
+struct ToWriter(std::sync::mpsc::SyncSender<Read>);
+
+/// A reader's reason when the writer stopped (the writer's own error is
+/// the one reported).
+const WRITER_STOPPED: &str = "the writer stopped";
+
+impl stmon_ingest::Sink for ToWriter {
+    fn rows(&mut self, form: &Form, batch: RecordBatch) -> std::result::Result<(), String> {
+        self.0
+            .send(Read::Rows(form.name.clone(), batch))
+            .map_err(|_| WRITER_STOPPED.to_string())
+    }
+
+    fn diagnostic(&mut self, d: Diagnostic) -> std::result::Result<(), String> {
+        self.0
+            .send(Read::Diagnostic(d))
+            .map_err(|_| WRITER_STOPPED.to_string())
+    }
+}
+
+/// Reads the files on reader threads, as many as the machine has cores (at
+/// most 4), each taking the next file when done with one, while this thread
+/// writes what they read through `sink`. Reading and typing the cells is
+/// most of an ingest's work; this puts it on every core, beside the
+/// writer's Parquet encoding. Between them, a channel holds up to about
+/// `commit_rows` rows, so that the readers go on while the writer commits,
+/// and memory stays bounded: the rows waiting in the channel, plus those
+/// waiting for their commit, plus a chunk per reader. Each file's rows
+/// reach the writer in their order; files interleave. One outcome per
+/// file, in the order given.
+fn read_all(
+    probes: &[(PathBuf, Probe)],
+    catalog: &stmon_schema::Catalog,
+    opts: &stmon_ingest::Options,
+    sink: &mut DeltaSink<'_>,
+    commit_rows: usize,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Vec<stmon_ingest::Result<FileOutcome>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let readers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(probes.len());
+    let chunks = (commit_rows / opts.chunk_rows.max(1)).clamp(2, 64);
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Read>(chunks);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..readers)
+            .map(|_| {
+                let (tx, next) = (tx.clone(), &next);
+                scope.spawn(move || {
+                    let mut to_writer = ToWriter(tx);
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((path, probe)) = probes.get(i) else {
+                            break;
+                        };
+                        progress(Progress::File { path });
+                        let r =
+                            stmon_ingest::ingest_file(path, probe, catalog, opts, &mut to_writer);
+                        progress(Progress::Bytes(probe.bytes));
+                        let stopped = matches!(r, Err(stmon_ingest::Error::Sink { .. }));
+                        done.push((i, r));
+                        if stopped {
+                            break;
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        drop(tx);
+        // `rx` is consumed: when the writer fails, it is dropped with the
+        // loop, and the readers' next send fails and stops them.
+        let mut failed = None;
+        for read in rx {
+            let r = match read {
+                Read::Rows(form, batch) => match catalog.forms.get(&form) {
+                    Some(f) => stmon_ingest::Sink::rows(sink, f, batch),
+                    None => Err(format!("rows of unknown form {form}")),
+                },
+                Read::Diagnostic(d) => stmon_ingest::Sink::diagnostic(sink, d),
+            };
+            if let Err(e) = r {
+                failed = Some(e);
+                break;
+            }
+        }
+        let mut outcomes: Vec<Option<stmon_ingest::Result<FileOutcome>>> =
+            probes.iter().map(|_| None).collect();
+        for t in threads {
+            match t.join() {
+                Ok(done) => done.into_iter().for_each(|(i, r)| outcomes[i] = Some(r)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(Error::Other(e));
+        }
+        Ok(outcomes
+            .into_iter()
+            .zip(probes)
+            .map(|(r, (path, _))| {
+                r.unwrap_or_else(|| {
+                    Err(stmon_ingest::Error::Sink {
+                        path: path.clone(),
+                        reason: WRITER_STOPPED.into(),
+                    })
+                })
+            })
+            .collect())
+    })
 }
 
 /// Groups reasons for the summary: quoted and bracketed values vary per row,
@@ -364,15 +487,20 @@ impl Warehouse {
             progress,
         };
         self.mark_open(&batch_id).await?;
+        let results = tokio::task::block_in_place(|| {
+            read_all(
+                &probes,
+                &self.catalog,
+                &opts,
+                &mut sink,
+                req.commit_rows,
+                progress,
+            )
+        })?;
         let mut loaded: Vec<FileReport> = Vec::new();
-        for (path, probe) in probes {
-            progress(Progress::File { path: &path });
-            let result = tokio::task::block_in_place(|| {
-                stmon_ingest::ingest_file(&path, &probe, &self.catalog, &opts, &mut sink)
-            });
-            progress(Progress::Bytes(probe.bytes));
+        for ((path, probe), result) in probes.into_iter().zip(results) {
             let mut fr = FileReport {
-                path: path.clone(),
+                path,
                 sha256: probe.sha256.clone(),
                 bytes: probe.bytes,
                 encoding: Some(probe.encoding.label().to_string()),

@@ -124,9 +124,24 @@ pub(crate) async fn check_form(
     scope: Scope<'_>,
 ) -> Result<Findings> {
     let shape = Shape::of(form);
-    let sql = shape.sql(form, scope);
-    let plan = ctx.sql(&sql).await?.create_physical_plan().await?;
-    let mut stream = execute_stream(plan.clone(), ctx.task_ctx())?;
+    let prune = match scope {
+        Scope::Night { batch_id, .. } => night_prune(ctx, form, batch_id).await?,
+        _ => None,
+    };
+    let sql = shape.sql(form, scope, prune.as_deref());
+    // A night's SQL puts the small inputs of its hash joins first, to be
+    // their build sides, and the planner keeps them there: with statistics
+    // (a pruned scan has them) it may swap a join so that it collects the
+    // raw versions instead, and every batch it then emits refers to all of
+    // them, which the sort's memory accounting counts whole for each batch.
+    let mut state = ctx.state();
+    if matches!(scope, Scope::Night { .. }) {
+        state.config_mut().options_mut().optimizer.join_reordering = false;
+    }
+    let logical = state.create_logical_plan(&sql).await?;
+    let plan = state.create_physical_plan(&logical).await?;
+    let task = Arc::new(datafusion::execution::TaskContext::from(&state));
+    let mut stream = execute_stream(plan.clone(), task)?;
     let unit_fields: Vec<SortField> = shape
         .unit
         .iter()
@@ -169,6 +184,29 @@ pub(crate) async fn check_form(
     walk.flush(walk.batches.len())?;
     walk.found.spilled_bytes = spilled_bytes(plan.as_ref());
     Ok(walk.found)
+}
+
+/// The pruning values a night's check may read, as a filter on the raw
+/// table: the [`stmon_schema::PruneBy`] values of the batch's rows, when the
+/// table stores the column and they are few enough for DataFusion to skip
+/// files by them (it compares an `in` list of at most 20 values with a
+/// file's smallest and largest value). A function of the key, so every
+/// version of a touched unit passes.
+async fn night_prune(ctx: &SessionContext, form: &Form, batch_id: &str) -> Result<Option<String>> {
+    let Some(p) = crate::session::stored_prune_by(ctx, form).await? else {
+        return Ok(None);
+    };
+    let raw = format!("delta.raw_{}", form.name);
+    let values = crate::batch::query_strings(
+        ctx,
+        &format!(
+            "select distinct {} from {raw} where _batch_id = '{batch_id}' and {0} is not null",
+            p.name
+        ),
+    )
+    .await?;
+    Ok((!values.is_empty() && values.len() <= 20)
+        .then(|| crate::session::in_list(&format!("r.{}", p.name), &values)))
 }
 
 /// Bytes the operators of an executed plan spilled to disk.
@@ -235,7 +273,9 @@ impl Shape {
 
     /// Every version that counts (the committed ones and this batch's, less
     /// files that failed half-way) of the units `scope` touches, sorted.
-    fn sql(&self, form: &Form, scope: Scope<'_>) -> String {
+    /// `prune`: a filter on the raw table's rows that every version of a
+    /// touched unit passes (see [`night_prune`]).
+    fn sql(&self, form: &Form, scope: Scope<'_>, prune: Option<&str>) -> String {
         let mine_of = |batch_id: &str, failed: &[String]| {
             let failed: String = failed
                 .iter()
@@ -263,8 +303,9 @@ impl Shape {
                     "select v.* from (select distinct {cols} from delta.raw_{form} where {mine}) k \
                      join (select r.* from {loaded} f right join delta.raw_{form} r \
                            on r._batch_id = f.batch_id and r._source_sha256 = f.sha256 \
-                           where f.batch_id is not null or (r.{mine_r})) v on {on}",
+                           where (f.batch_id is not null or (r.{mine_r})){prune}) v on {on}",
                     form = form.name,
+                    prune = prune.map(|p| format!(" and {p}")).unwrap_or_default(),
                     cols = cols.join(", "),
                     on = on.join(" and "),
                     loaded = crate::session::LOADED_FILES,

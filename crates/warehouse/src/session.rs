@@ -120,6 +120,35 @@ pub fn current_from_decisions_sql(
     )
 }
 
+/// `col in ('v1', 'v2', …)`, the values quoted as SQL strings.
+pub fn in_list(col: &str, values: &[String]) -> String {
+    let list: Vec<String> = values
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect();
+    format!("{col} in ({})", list.join(", "))
+}
+
+/// The form's [`stmon_schema::PruneBy`], if the raw table registered in the
+/// session as `delta.raw_<form>` stores its column (one created before the
+/// form named it does not).
+pub(crate) async fn stored_prune_by<'f>(
+    ctx: &SessionContext,
+    form: &'f Form,
+) -> Result<Option<&'f stmon_schema::PruneBy>> {
+    let Some(p) = &form.prune_by else {
+        return Ok(None);
+    };
+    let raw = format!("delta.raw_{}", form.name);
+    let stored = ctx
+        .table_provider(raw.as_str())
+        .await?
+        .schema()
+        .index_of(&p.name)
+        .is_ok();
+    Ok(stored.then_some(p))
+}
+
 /// A session with the warehouse's query planner and, when `limit` is given,
 /// a memory pool of that many bytes for the operators that track memory;
 /// nothing registered.
@@ -319,22 +348,31 @@ impl Warehouse {
     }
 
     /// Re-creates `raw.<form>` and `current.<form>` in a session over only the
-    /// raw rows for which `filter` (SQL over the form's columns) holds: an
-    /// incremental model build reads the partitions it rebuilds and no others.
-    /// The filter must be a function of the form's key, so that every version
-    /// of a row passes it or none does and `current` stays correct.
+    /// raw rows whose `expr` (SQL over the form's columns) is one of `values`:
+    /// an incremental model build reads the partitions it rebuilds and no
+    /// others. The expression must be a function of the form's key, so that
+    /// every version of a row passes or none does and `current` stays
+    /// correct. When it is the form's [`stmon_schema::PruneBy`] and the raw
+    /// table stores that column, the filter names the column too, and the
+    /// scan skips the files whose smallest and largest values of it exclude
+    /// every one of `values`.
     pub async fn restrict_form(
         &self,
         ctx: &SessionContext,
         form: &str,
-        filter: &str,
+        expr: &str,
+        values: &[String],
     ) -> Result<()> {
         let form = self
             .catalog
             .forms
             .get(form)
             .ok_or_else(|| Error::Other(format!("unknown form {form}")))?;
-        register_form_views(ctx, form, Some(filter)).await
+        let mut filter = in_list(&format!("cast({expr} as varchar)"), values);
+        if let Some(p) = stored_prune_by(ctx, form).await?.filter(|p| p.is(expr)) {
+            filter = format!("{} and {filter}", in_list(&p.name, values));
+        }
+        register_form_views(ctx, form, Some(&filter)).await
     }
 
     pub(crate) async fn register_physical(&self, ctx: &SessionContext, id: &TableId) -> Result<()> {

@@ -533,6 +533,42 @@ impl Warehouse {
         Ok(out)
     }
 
+    /// A form's rows as its raw table stores them: without the form's
+    /// [`stmon_schema::PruneBy`] column when the table was created before
+    /// the form named it (it is then read without skipping files).
+    pub(crate) async fn fit_raw(
+        &self,
+        form: &str,
+        batches: Vec<arrow::record_batch::RecordBatch>,
+    ) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        let Some(p) = self
+            .catalog
+            .forms
+            .get(form)
+            .and_then(|f| f.prune_by.as_ref())
+        else {
+            return Ok(batches);
+        };
+        let id = TableId::new("raw", form);
+        let table = self.table(&id).await?;
+        let state = table.snapshot().map_err(|source| Error::Delta {
+            table: id.to_string(),
+            source,
+        })?;
+        if state.schema().contains(&p.name) {
+            return Ok(batches);
+        }
+        Ok(batches
+            .into_iter()
+            .map(|mut b| {
+                if let Ok(i) = b.schema().index_of(&p.name) {
+                    b.remove_column(i);
+                }
+                b
+            })
+            .collect())
+    }
+
     /// Appends record batches to a table in one Delta commit.
     pub async fn append(
         &self,
