@@ -135,6 +135,9 @@ struct DeltaSink<'a> {
     reasons: HashMap<(String, String), u64>,
     /// The tables appended to: the only ones that need upkeep afterwards.
     written: BTreeSet<TableId>,
+    /// Per form, the values of its `prune_by` column among the rows read:
+    /// what the night's checks may restrict their scan to.
+    prune_values: HashMap<String, BTreeSet<String>>,
     progress: &'a (dyn Fn(Progress) + Sync),
 }
 
@@ -177,6 +180,16 @@ impl DeltaSink<'_> {
 impl stmon_ingest::Sink for DeltaSink<'_> {
     fn rows(&mut self, form: &Form, batch: RecordBatch) -> std::result::Result<(), String> {
         (self.progress)(Progress::Rows(batch.num_rows() as u64));
+        if let Some(col) = form
+            .prune_by
+            .as_ref()
+            .and_then(|p| batch.column_by_name(&p.name))
+        {
+            let values = self.prune_values.entry(form.name.clone()).or_default();
+            if let Some(col) = col.as_any().downcast_ref::<StringArray>() {
+                values.extend(col.iter().flatten().map(str::to_string));
+            }
+        }
         let entry = self.pending.entry(form.name.clone()).or_default();
         entry.1 += batch.num_rows();
         entry.0.push(batch);
@@ -484,6 +497,7 @@ impl Warehouse {
             warnings: Vec::new(),
             reasons: HashMap::new(),
             written: BTreeSet::new(),
+            prune_values: HashMap::new(),
             progress,
         };
         self.mark_open(&batch_id).await?;
@@ -528,6 +542,10 @@ impl Warehouse {
         tokio::task::block_in_place(|| sink.flush_all())?;
         tracing::info!(elapsed = ?t.elapsed(), "rows written");
         let reasons = std::mem::take(&mut sink.reasons);
+        let prune_values: HashMap<String, Vec<String>> = std::mem::take(&mut sink.prune_values)
+            .into_iter()
+            .map(|(form, values)| (form, values.into_iter().collect()))
+            .collect();
         let mut written = std::mem::take(&mut sink.written);
         drop(sink);
 
@@ -570,7 +588,11 @@ impl Warehouse {
             let scope = if first_load {
                 crate::checks::Scope::FirstLoad { batch_id, failed }
             } else {
-                crate::checks::Scope::Night { batch_id, failed }
+                crate::checks::Scope::Night {
+                    batch_id,
+                    failed,
+                    prune: prune_values.get(&form.name).map(Vec::as_slice),
+                }
             };
             let found = crate::checks::check_form(&ctx, form, scope).await?;
             if !found.superseded.is_empty() {

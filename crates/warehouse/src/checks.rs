@@ -74,9 +74,12 @@ pub(crate) enum Scope<'a> {
         failed: &'a [String],
     },
     /// The committed versions and this batch's, of the units it touches.
+    /// `prune`: the values of the form's `prune_by` column among the
+    /// batch's rows (see [`night_prune`]).
     Night {
         batch_id: &'a str,
         failed: &'a [String],
+        prune: Option<&'a [String]>,
     },
     /// Every committed version, each counted as touched: the superseded
     /// versions of a warehouse written before they were stored, decided
@@ -125,7 +128,10 @@ pub(crate) async fn check_form(
 ) -> Result<Findings> {
     let shape = Shape::of(form);
     let prune = match scope {
-        Scope::Night { batch_id, .. } => night_prune(ctx, form, batch_id).await?,
+        Scope::Night {
+            prune: Some(values),
+            ..
+        } => night_prune(ctx, form, values).await?,
         _ => None,
     };
     let sql = shape.sql(form, scope, prune.as_deref());
@@ -186,27 +192,22 @@ pub(crate) async fn check_form(
     Ok(walk.found)
 }
 
-/// The pruning values a night's check may read, as a filter on the raw
-/// table: the [`stmon_schema::PruneBy`] values of the batch's rows, when the
+/// The filter a night's check puts on the raw table: the
+/// [`stmon_schema::PruneBy`] values of the batch's rows (`values`), when the
 /// table stores the column and they are few enough for DataFusion to skip
 /// files by them (it compares an `in` list of at most 20 values with a
 /// file's smallest and largest value). A function of the key, so every
 /// version of a touched unit passes.
-async fn night_prune(ctx: &SessionContext, form: &Form, batch_id: &str) -> Result<Option<String>> {
+async fn night_prune(
+    ctx: &SessionContext,
+    form: &Form,
+    values: &[String],
+) -> Result<Option<String>> {
     let Some(p) = crate::session::stored_prune_by(ctx, form).await? else {
         return Ok(None);
     };
-    let raw = format!("delta.raw_{}", form.name);
-    let values = crate::batch::query_strings(
-        ctx,
-        &format!(
-            "select distinct {} from {raw} where _batch_id = '{batch_id}' and {0} is not null",
-            p.name
-        ),
-    )
-    .await?;
     Ok((!values.is_empty() && values.len() <= 20)
-        .then(|| crate::session::in_list(&format!("r.{}", p.name), &values)))
+        .then(|| crate::session::in_list(&format!("r.{}", p.name), values)))
 }
 
 /// Bytes the operators of an executed plan spilled to disk.
@@ -291,7 +292,9 @@ impl Shape {
                     format!("_batch_id = '{batch_id}'"),
                 )
             }
-            Scope::Night { batch_id, failed } => {
+            Scope::Night {
+                batch_id, failed, ..
+            } => {
                 let mine = mine_of(batch_id, failed);
                 let cols: Vec<&str> = self.unit.iter().map(|&i| self.key[i].as_str()).collect();
                 let on: Vec<String> = cols.iter().map(|k| format!("v.{k} = k.{k}")).collect();
