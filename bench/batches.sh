@@ -14,7 +14,8 @@
 # the keys' history, not the night's fixed cost.
 #
 # "How long one batch takes" is the mean over W = 30 batches (11-40, and
-# N+1 to N+30): a batch's share of the upkeep comes in cycles (a log
+# N+1 to N+30, run in turn at the end on a copy of the warehouse after 10
+# and the warehouse after N): a batch's share of the upkeep comes in cycles (a log
 # checkpoint every 10 commits of a table, a compaction every 15 or 16
 # batches), and the log a batch replays grows from one commit after a
 # checkpoint to ten before the next. Thirty batches hold three checkpoint
@@ -85,7 +86,7 @@ one() {
 # leaves the files it replaced on disk for time travel), its commits and
 # its log checkpoints.
 files() {
-  python3 - "$WORK/wh/raw/enterprise_rd/_delta_log" <<'PY'
+  python3 - "${1:-$WORK/wh}/raw/enterprise_rd/_delta_log" <<'PY'
 import json, os, sys
 log, live = sys.argv[1], set()
 for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
@@ -100,13 +101,27 @@ logs() { find "$WORK/wh/raw/enterprise_rd/_delta_log" -name '*.json' | wc -l; }
 checkpoints() { find "$WORK/wh/raw/enterprise_rd/_delta_log" -name '*.checkpoint.parquet' | wc -l; }
 one 0 > /dev/null
 for i in $(seq 1 10); do one "$i" > /dev/null; done
-early=$( (for i in $(seq 11 $((10 + W))); do one "$i"; done) | awk '{ s += $1 } END { printf "%.3f", s / NR }')
-early_files=$(files)
-for i in $(seq $((11 + W)) "$N"); do
+# The warehouse after 10 batches is kept aside and measured at the end,
+# batch for batch in turn with the one after N: the two ends then run at
+# the same time, on the same machine state (this machine's speed drifts by
+# 10-15 % within an hour, as much as the difference being measured).
+cp -a "$WORK/wh" "$WORK/wh-early"
+for i in $(seq 11 "$N"); do
   one "$i" > /dev/null
   if (( i % 100 == 0 )); then echo "… $i batches, raw/enterprise_rd: $(files) active Parquet files, $(logs) commits" >&2; fi
 done
-late=$( (for i in $(seq $((N + 1)) $((N + W))); do one "$i"; done) | awk '{ s += $1 } END { printf "%.3f", s / NR }')
+: > "$WORK/early.t"
+: > "$WORK/late.t"
+for k in $(seq 1 "$W"); do
+  ST=(--warehouse "$WORK/wh-early" --divisions "$WORK/data/divisions.csv")
+  one "$((10 + k))" >> "$WORK/early.t"
+  ST=(--warehouse "$WORK/wh" --divisions "$WORK/data/divisions.csv")
+  one "$((N + k))" >> "$WORK/late.t"
+done
+early=$(awk '{ s += $1 } END { printf "%.3f", s / NR }' "$WORK/early.t")
+late=$(awk '{ s += $1 } END { printf "%.3f", s / NR }' "$WORK/late.t")
+early_files=$(files "$WORK/wh-early")
+late_files=$(files) late_logs=$(logs) late_checkpoints=$(checkpoints)
 printf 'one 4-row batch after %4d batches (mean of %d): %6.3f s  (raw/enterprise_rd: %d active Parquet files)\n' 10 "$W" "$early" "$early_files"
-printf 'one 4-row batch after %4d batches (mean of %d): %6.3f s  (raw/enterprise_rd: %d active Parquet files, %d commits, %d log checkpoints)\n' "$N" "$W" "$late" "$(files)" "$(logs)" "$(checkpoints)"
+printf 'one 4-row batch after %4d batches (mean of %d): %6.3f s  (raw/enterprise_rd: %d active Parquet files, %d commits, %d log checkpoints)\n' "$N" "$W" "$late" "$late_files" "$late_logs" "$late_checkpoints"
 echo "$late $early" | awk '{ printf "ratio: %.2f×\n", $1 / $2 }'

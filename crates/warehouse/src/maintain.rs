@@ -3,11 +3,30 @@
 //! `audit.batches`, …) and every run one to `audit.runs`. Left alone, a
 //! year of nightly batches is hundreds of files of a few rows that every
 //! read of the table opens; so after its commit a batch compacts the tables
-//! it wrote once they hold [`SMALL_FILES`] files under half of
-//! [`SMALL_FILE_BYTES`]: one Delta `OPTIMIZE` commit (`dataChange = false`)
-//! bin-packs the files under [`SMALL_FILE_BYTES`] into files of at most that
-//! size. Files above it — a national load's — are never rewritten, so a
-//! compaction costs a few MB of I/O, not the table.
+//! it wrote, in two tiers (size-tiered, so that what a compaction rewrites
+//! does not grow with the table):
+//!
+//! 1. once a table holds [`SMALL_FILES`] *tiny* files (under half of
+//!    [`TINY_FILE_BYTES`]), one Delta `OPTIMIZE` commit (`dataChange =
+//!    false`) bin-packs its files of up to [`TINY_FILE_BYTES`] into files
+//!    of at most that size. Packing goes newest file first, so the new
+//!    tiny files share their bins with at most one or two older files, and
+//!    an older file that is nearly full is left alone: a compaction
+//!    rewrites the new files and about [`TINY_FILE_BYTES`] more, however
+//!    large the table;
+//! 2. otherwise, once it holds [`SMALL_FILES`] *small* files that are not
+//!    tiny (from half of [`TINY_FILE_BYTES`] to half of
+//!    [`SMALL_FILE_BYTES`]: the first tier's output), one `OPTIMIZE`
+//!    bin-packs the files under [`SMALL_FILE_BYTES`] into files of at most
+//!    that size: a few MB, rarely. (Tiny files do not count here, or a
+//!    table with one small file would be rewritten whole whenever it held
+//!    fifteen tiny ones.)
+//!
+//! Files above [`SMALL_FILE_BYTES`] — a national load's — are never
+//! rewritten. A table then holds fewer than [`SMALL_FILES`] tiny files and
+//! fewer than as many small ones. (Before the tiers, each compaction rewrote
+//! every file under 4 MiB: the whole table until it passed 4 MiB, so a
+//! compaction of a table of small batches cost more with every batch.)
 //!
 //! Compaction changes files, never rows: readers, the batch protocol and
 //! the models' fingerprints (which name submission files, not Parquet
@@ -41,12 +60,19 @@ use deltalake::DeltaTable;
 
 use crate::{writer_properties_for, Error, Result, TableId, Warehouse};
 
-/// Compaction writes files of up to this size; files under half of it are
-/// small. (Half, so that compaction's own output, which may end just under
-/// the target, is not small again: of the files one compaction writes in a
-/// partition, at most one is small.)
+/// The second tier of compaction writes files of up to this size; files
+/// under half of it are small. (Half, so that compaction's own output,
+/// which may end just under the target, is not small again: of the files
+/// one compaction writes in a partition, at most one is small.)
 pub const SMALL_FILE_BYTES: u64 = 8 << 20;
-/// A table is compacted once it holds this many small files.
+/// The first tier of compaction writes files of up to this size; files
+/// under half of it are tiny. Sixteen files of a few rows each (a small
+/// batch's file is about 7 KB) fit in one; a first-tier output that has
+/// passed half of it (tens of thousands of rows of a narrow table) is not
+/// rewritten by the first tier again.
+pub const TINY_FILE_BYTES: u64 = 128 << 10;
+/// A table is compacted once it holds this many tiny files (first tier) or
+/// small files that are not tiny (second tier).
 pub const SMALL_FILES: usize = 16;
 
 /// A table gets a log checkpoint once it is this many commits past its last.
@@ -80,23 +106,32 @@ fn sizes(table: &DeltaTable, id: &TableId) -> Result<Vec<u64>> {
         .collect())
 }
 
-/// Compacts an open table when it holds [`SMALL_FILES`] small files:
-/// the table after, and what was done (`None` when nothing was).
-async fn compact(table: DeltaTable, id: &TableId) -> Result<(DeltaTable, Option<Compaction>)> {
-    let small = sizes(&table, id)?
-        .into_iter()
-        .filter(|s| *s < SMALL_FILE_BYTES / 2)
-        .count();
-    if small < SMALL_FILES {
-        return Ok((table, None));
+/// The target size of the compaction a table with files of these sizes
+/// is due (see the module docs), or None.
+pub fn compaction_target(sizes: &[u64]) -> Option<u64> {
+    let between = |low: u64, high: u64| sizes.iter().filter(|s| (low..high).contains(*s)).count();
+    if between(0, TINY_FILE_BYTES / 2) >= SMALL_FILES {
+        Some(TINY_FILE_BYTES)
+    } else if between(TINY_FILE_BYTES / 2, SMALL_FILE_BYTES / 2) >= SMALL_FILES {
+        Some(SMALL_FILE_BYTES)
+    } else {
+        None
     }
+}
+
+/// Compacts an open table when it holds [`SMALL_FILES`] tiny or small
+/// files: the table after, and what was done (`None` when nothing was).
+async fn compact(table: DeltaTable, id: &TableId) -> Result<(DeltaTable, Option<Compaction>)> {
+    let Some(target) = compaction_target(&sizes(&table, id)?) else {
+        return Ok((table, None));
+    };
     crate::checkpoint::checkpoint(&format!("before compact {id}"));
     let schema = table
         .snapshot()
         .map_err(delta_error(id))?
         .snapshot()
         .arrow_schema();
-    let target = NonZeroU64::new(SMALL_FILE_BYTES).expect("non-zero");
+    let target = NonZeroU64::new(target).expect("non-zero");
     let (table, metrics) = table
         .optimize()
         .with_type(OptimizeType::Compact)
@@ -177,7 +212,7 @@ impl Warehouse {
     }
 
     /// Upkeep of tables a batch or run wrote, each opened once: compaction
-    /// when it holds [`SMALL_FILES`] small files, then a log checkpoint when
+    /// when it holds [`SMALL_FILES`] tiny or small files, then a log checkpoint when
     /// it is [`CHECKPOINT_EVERY`] commits past its last. Returns the
     /// compactions.
     pub async fn upkeep(&self, ids: &[TableId]) -> Result<Vec<Compaction>> {
@@ -193,5 +228,34 @@ impl Warehouse {
             self.forget(id);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_tier_comes_first_and_large_files_never_count() {
+        const KB: u64 = 1 << 10;
+        let tiny = |n: usize| vec![7 * KB; n];
+        assert_eq!(compaction_target(&tiny(15)), None);
+        assert_eq!(compaction_target(&tiny(16)), Some(TINY_FILE_BYTES));
+        // Files of 64 KiB and more are not tiny, nor are they counted
+        // with the tiny ones: fifteen tiny files and fifteen small ones wait.
+        let mut sizes = tiny(15);
+        sizes.extend([100 * KB; 15]);
+        sizes.extend([500 << 20; 40]);
+        assert_eq!(compaction_target(&sizes), None);
+        // Sixteen small ones call the second tier.
+        sizes.push(3 << 20);
+        assert_eq!(compaction_target(&sizes), Some(SMALL_FILE_BYTES));
+        let mut small = vec![3 << 20; 16];
+        assert_eq!(compaction_target(&small), Some(SMALL_FILE_BYTES));
+        small[0] = 4 << 20;
+        assert_eq!(compaction_target(&small), None, "4 MiB is not small");
+        let mut both = tiny(16);
+        both.extend([3 << 20; 16]);
+        assert_eq!(compaction_target(&both), Some(TINY_FILE_BYTES));
     }
 }
