@@ -186,7 +186,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
     let started = Utc::now();
     let t0 = Instant::now();
-    let versions_before = all_versions(&wh, &project).await?;
+    let versions_before = stmon_models::runs::all_versions(&wh, &project).await?;
     let mut c = Ctx {
         pipeline: &pipeline,
         project: &project,
@@ -288,7 +288,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let versions_after = all_versions(&wh, &project).await?;
+    let versions_after = stmon_models::runs::all_versions(&wh, &project).await?;
     let finished = Utc::now();
     let mut last = c.row("run", None, worst.as_str(), started);
     last.fingerprint = Some(pipeline.hash.clone());
@@ -362,32 +362,6 @@ fn uuid_like() -> String {
     );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
-}
-
-/// Delta version of every table the warehouse holds (`layer/name` → version),
-/// the run record itself excepted.
-pub async fn all_versions(
-    wh: &Warehouse,
-    project: &Project,
-) -> anyhow::Result<BTreeMap<String, u64>> {
-    let mut ids: Vec<TableId> = wh.ingest_tables().into_keys().collect();
-    ids.extend(
-        project
-            .tables()
-            .map(|m| TableId::new(&m.id.layer, &m.id.name)),
-    );
-    ids.extend(
-        stmon_models::run::ASSESSMENT_TABLES
-            .iter()
-            .map(|t| TableId::new("marts", t)),
-    );
-    let mut out = BTreeMap::new();
-    for id in ids {
-        if let Some(v) = wh.table(&id).await?.version() {
-            out.insert(id.to_string(), v);
-        }
-    }
-    Ok(out)
 }
 
 type StepResult = anyhow::Result<(Outcome, Vec<RunRow>, String)>;

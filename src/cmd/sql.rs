@@ -15,6 +15,8 @@ use stmon_warehouse::Warehouse;
 /// lines; history is kept in ~/.stmon_history. Commands: `\d` lists tables
 /// with their descriptions, `\d TABLE` shows its columns, `\q` quits.
 /// With -c: runs the statements and prints the result (exit 2 on an error).
+/// Read-only: a statement that writes (INSERT, COPY … TO, CREATE, DROP) or
+/// changes the session (SET) is refused.
 ///
 /// Versions: a session reads every table at one moment. While a nightly run
 /// is writing (it holds the warehouse lock) a new session reads the versions
@@ -142,7 +144,17 @@ pub fn split_statements(sql: &str) -> Vec<String> {
 impl Shell {
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         let t = std::time::Instant::now();
-        let batches = self.ctx.sql(sql).await?.collect().await?;
+        // Read-only at the plan: a statement that would write (INSERT, COPY
+        // … TO, CREATE …) or change the session (SET) is refused before it runs.
+        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        stmon_warehouse::read_only_sql()
+            .verify_plan(&plan)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "stmon sql is read-only: it runs queries (SELECT, WITH, VALUES, EXPLAIN, SHOW) only; {e}"
+                )
+            })?;
+        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
         self.print(&batches)?;
         if self.format == Format::Table {
             use std::io::Write;

@@ -184,6 +184,22 @@ fn psql_lists_describes_queries_and_is_refused_writes_and_wrong_passwords() {
         );
     }
     assert!(!Path::new("/tmp/stolen.csv").exists());
+    // A query by its kind whose plan writes: refused at the plan, and the
+    // mart holds what it held.
+    let explained = psql(
+        p,
+        PASSWORD,
+        &[
+            "-c",
+            "explain analyze insert into marts.indicators select * from marts.indicators",
+        ],
+    );
+    assert!(!explained.status.success(), "{}", text(&explained));
+    assert!(
+        text(&explained).contains("cannot execute this statement in a read-only server"),
+        "{}",
+        text(&explained)
+    );
     // DataFusion's own CREATE EXTERNAL TABLE, which the PostgreSQL parser
     // cannot read, gets the same answer.
     let ext = psql(

@@ -71,6 +71,35 @@ fn sql_one_shot_in_three_formats_and_errors_without_a_trace() {
     );
 }
 
+/// `stmon sql` plans under the read-only options: what would write or
+/// change the session is refused with exit 2, and nothing is written.
+#[test]
+fn sql_refuses_what_writes_at_the_plan() {
+    let wh = built().join("wh");
+    let count = "select count(*) as n from marts.indicators";
+    let before = ok(stmon(&wh).args(["sql", "--format", "csv", "-c", count]));
+    let dir = tempfile::tempdir().unwrap();
+    let stolen = dir.path().join("stolen.csv");
+    for sql in [
+        "insert into marts.indicators select * from marts.indicators".to_string(),
+        "explain analyze insert into marts.indicators select * from marts.indicators".to_string(),
+        format!(
+            "copy (select * from marts.indicators) to '{}'",
+            stolen.display()
+        ),
+        "create view v as select 1".to_string(),
+        "set datafusion.execution.target_partitions = 64".to_string(),
+    ] {
+        let out = stmon(&wh).args(["sql", "-c", &sql]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{sql}: {err}");
+        assert!(err.contains("stmon sql is read-only"), "{sql}: {err}");
+    }
+    assert!(!stolen.exists());
+    let after = ok(stmon(&wh).args(["sql", "--format", "csv", "-c", count]));
+    assert_eq!(before, after);
+}
+
 #[test]
 fn the_interactive_shell_takes_multi_line_statements_and_lists_tables() {
     let wh = built().join("wh");

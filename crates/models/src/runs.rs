@@ -20,6 +20,33 @@ use stmon_warehouse::{TableId, Warehouse};
 
 use crate::{text_column, Result};
 
+/// Delta version of every table the warehouse holds (`layer/name` → version),
+/// the run record itself excepted: the ingest tables, the project's models
+/// and the assessment tables.
+pub async fn all_versions(
+    wh: &Warehouse,
+    project: &crate::Project,
+) -> Result<BTreeMap<String, u64>> {
+    let mut ids: Vec<TableId> = wh.ingest_tables().into_keys().collect();
+    ids.extend(
+        project
+            .tables()
+            .map(|m| TableId::new(&m.id.layer, &m.id.name)),
+    );
+    ids.extend(
+        crate::run::ASSESSMENT_TABLES
+            .iter()
+            .map(|t| TableId::new("marts", t)),
+    );
+    let mut out = BTreeMap::new();
+    for id in ids {
+        if let Some(v) = wh.table(&id).await?.version() {
+            out.insert(id.to_string(), v);
+        }
+    }
+    Ok(out)
+}
+
 pub fn table_id() -> TableId {
     TableId::new("audit", "runs")
 }

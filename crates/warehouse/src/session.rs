@@ -407,3 +407,17 @@ impl Warehouse {
         Ok(true)
     }
 }
+
+/// What a reader's statement may plan to: queries only. DataFusion checks a
+/// plan against it (`SQLOptions::verify_plan`, or `SessionContext::sql_with_options`)
+/// after parsing, so a statement that writes is refused whatever its text:
+/// DDL (`CREATE [EXTERNAL] TABLE`, `CREATE VIEW`, `DROP`), DML (`INSERT`,
+/// `UPDATE`, `DELETE`, `COPY … TO`) and statements (`SET`, transactions).
+/// `stmon serve` and `stmon sql` plan every statement of their users under
+/// it, behind their own checks of the statement's kind.
+pub fn read_only_sql() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}

@@ -1,0 +1,178 @@
+//! Who may connect: SCRAM-SHA-256 against the config's users, trust when
+//! there are none (loopback only, checked by [`crate::Server::bind`]), and
+//! the refusal of a connection over the session limit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
+use datafusion_postgres::pgwire::api::auth::sasl::scram::{gen_salted_password, ScramAuth};
+use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use datafusion_postgres::pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
+use datafusion_postgres::pgwire::api::ClientInfo;
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use futures::Sink;
+
+use crate::{Error, Result, User};
+
+const ITERATIONS: usize = 4096;
+
+/// A `password_hash` for a password (random salt), for the config's users.
+pub fn hash_password(password: &str) -> String {
+    let salt: [u8; 16] = rand::random();
+    let salted = gen_salted_password(password, &salt, ITERATIONS);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "scram-sha-256${ITERATIONS}${}${}",
+        b64.encode(salt),
+        b64.encode(salted)
+    )
+}
+
+/// Salt and salted password of a `password_hash`.
+fn parse_hash(user: &str, h: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let parts: Vec<&str> = h.split('$').collect();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let err = |reason: String| Error::PasswordHash {
+        user: user.to_string(),
+        reason,
+    };
+    match parts.as_slice() {
+        ["scram-sha-256", iters, salt, salted] => {
+            if iters.parse::<usize>().ok() != Some(ITERATIONS) {
+                return Err(err(format!(
+                    "password_hash must use {ITERATIONS} iterations"
+                )));
+            }
+            Ok((
+                b64.decode(salt)
+                    .map_err(|e| err(format!("salt is not base64: {e}")))?,
+                b64.decode(salted)
+                    .map_err(|e| err(format!("salted password is not base64: {e}")))?,
+            ))
+        }
+        _ => Err(err(format!(
+            "password_hash is not scram-sha-256${ITERATIONS}$SALT$KEY"
+        ))),
+    }
+}
+
+/// The config's users as an authentication source; `None` when there are none.
+pub(crate) fn users(users: &[User]) -> Result<Option<Arc<dyn AuthSource>>> {
+    let mut out = HashMap::new();
+    for u in users {
+        out.insert(u.name.clone(), parse_hash(&u.name, &u.password_hash)?);
+    }
+    Ok((!out.is_empty()).then(|| Arc::new(Users(out)) as Arc<dyn AuthSource>))
+}
+
+#[derive(Debug)]
+struct Users(HashMap<String, (Vec<u8>, Vec<u8>)>);
+
+#[async_trait]
+impl AuthSource for Users {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().unwrap_or_default();
+        match self.0.get(user) {
+            Some((salt, salted)) => Ok(Password::new(Some(salt.clone()), salted.clone())),
+            // The same answer as a wrong password: names are not disclosed.
+            None => Err(PgWireError::InvalidPassword(user.to_string())),
+        }
+    }
+}
+
+/// A startup handler: SCRAM when users are configured, trust otherwise.
+pub(crate) enum Startup {
+    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+    Trust(TrustStartup),
+}
+
+pub(crate) struct TrustStartup;
+
+impl NoopStartupHandler for TrustStartup {}
+
+/// The startup handler of one connection: a SASL exchange keeps its state in
+/// the handler.
+pub(crate) fn startup(users: Option<&Arc<dyn AuthSource>>) -> Startup {
+    match users {
+        None => Startup::Trust(TrustStartup),
+        Some(users) => {
+            let mut scram = ScramAuth::new(users.clone());
+            scram.set_iterations(ITERATIONS);
+            Startup::Scram(
+                SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+                    .with_scram(scram),
+            )
+        }
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Scram(h) => h.on_startup(client, message).await,
+            Startup::Trust(h) => h.on_startup(client, message).await,
+        }
+    }
+}
+
+/// Refuses a connection over the session limit.
+pub(crate) struct Full(pub(crate) usize);
+
+#[async_trait]
+impl StartupHandler for Full {
+    async fn on_startup<C>(
+        &self,
+        _client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+            "FATAL".into(),
+            "53300".into(),
+            format!(
+                "sorry, too many clients already: stmon serve admits {} sessions (limits.max_sessions)",
+                self.0
+            ),
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_hash_round_trips_and_names_its_mistakes() {
+        let h = hash_password("s3cret");
+        let (salt, salted) = parse_hash("a", &h).unwrap();
+        assert_eq!(salt.len(), 16);
+        assert_eq!(salted, gen_salted_password("s3cret", &salt, ITERATIONS));
+        assert_ne!(hash_password("s3cret"), h, "salted at random");
+        let e = parse_hash("a", "md5abc").unwrap_err();
+        assert!(matches!(&e, Error::PasswordHash { user, .. } if user == "a"));
+        let e = e.to_string();
+        assert!(e.contains("user a") && e.contains("--hash-password"), "{e}");
+        let e = parse_hash("a", "scram-sha-256$100$AA==$AA==").unwrap_err();
+        assert!(e.to_string().contains("4096 iterations"), "{e}");
+    }
+}

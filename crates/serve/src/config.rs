@@ -1,0 +1,152 @@
+//! The server's config file (YAML) and its TLS files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// `stmon serve --config FILE`; every field has a default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// 0 picks a free port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// How often to look for newly published versions.
+    #[serde(default = "default_refresh")]
+    pub refresh_secs: u64,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    5433
+}
+fn default_refresh() -> u64 {
+    5
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: default_host(),
+            port: default_port(),
+            users: Vec::new(),
+            tls: None,
+            limits: Limits::default(),
+            refresh_secs: default_refresh(),
+        }
+    }
+}
+
+impl Config {
+    /// The config in `path`, or the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_yaml_ng::from_str(&text).map_err(|source| Error::ParseConfig {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    /// `scram-sha-256$ITERATIONS$SALT$SALTED_PASSWORD` (base64), from `stmon serve --hash-password`.
+    pub password_hash: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent connections; one more is refused with SQLSTATE 53300.
+    #[serde(default = "default_sessions")]
+    pub max_sessions: usize,
+    /// Memory one query may use (its hash tables, sorts, and the result it returns).
+    #[serde(default = "default_memory")]
+    pub query_memory_mb: u64,
+    /// Longest a query may run; a client's `SET statement_timeout` can only lower it.
+    #[serde(default = "default_timeout")]
+    pub query_timeout_secs: u64,
+}
+
+fn default_sessions() -> usize {
+    16
+}
+fn default_memory() -> u64 {
+    2048
+}
+fn default_timeout() -> u64 {
+    300
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sessions: default_sessions(),
+            query_memory_mb: default_memory(),
+            query_timeout_secs: default_timeout(),
+        }
+    }
+}
+
+/// The TLS acceptor of the config's certificate chain and key (PEM).
+pub(crate) fn tls_acceptor(tls: &Tls) -> Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let err = |field: &'static str, path: &Path, reason: String| Error::Tls {
+        field,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let cert_file =
+        std::fs::File::open(&tls.cert).map_err(|e| err("cert", &tls.cert, e.to_string()))?;
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(cert_file))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err("cert", &tls.cert, format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(err("cert", &tls.cert, "no certificate in it".into()));
+    }
+    let key_file =
+        std::fs::File::open(&tls.key).map_err(|e| err("key", &tls.key, e.to_string()))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(key_file))
+        .map_err(|e| err("key", &tls.key, e.to_string()))?
+        .ok_or_else(|| err("key", &tls.key, "no private key in it".into()))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            err(
+                "key",
+                &tls.key,
+                format!("does not fit the certificate of tls.cert: {e}"),
+            )
+        })?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}

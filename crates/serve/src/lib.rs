@@ -1,0 +1,368 @@
+//! `stmon-serve`: the warehouse over the PostgreSQL wire protocol, read-only.
+//!
+//! It owns the server: its config (host, port, users, TLS, limits), SCRAM
+//! authentication, the snapshots queries run on, the read-only guards and
+//! the per-query limits. Built on `datafusion-postgres` (pgwire and the
+//! `pg_catalog` that psql, DBeaver and psycopg query on connect), with stmon's
+//! first query hook in front ([`engine`]). It never writes to the warehouse,
+//! never parses command lines and never prints: `stmon serve` reads its
+//! arguments, calls [`Server::bind`] and [`Server::run`], and says what it
+//! got.
+//!
+//! - **read-only**: a statement passes when its kind is a query (SELECT,
+//!   WITH, VALUES, EXPLAIN), SHOW, a SET of a client setting or a
+//!   transaction statement; anything else is refused with SQLSTATE 25006
+//!   before it is planned. Every query's plan is checked again
+//!   ([`stmon_warehouse::read_only_sql`]), so a write in a form the first
+//!   check lets through (`EXPLAIN ANALYZE INSERT …`) is refused too;
+//! - **snapshots**: every query runs on one snapshot, a session whose Delta
+//!   tables are opened at fixed versions — the versions readers see (the
+//!   last finished run's while a run holds the lock). A background task
+//!   swaps in a new snapshot when the published versions change; a query
+//!   keeps the snapshot it started on. `SET stmon.run = 'RUN_ID'` pins a
+//!   connection to the versions a past run published;
+//! - **limits**: each query gets its own memory pool (`query_memory_mb`) and
+//!   a deadline (`query_timeout_secs`, or the client's lower
+//!   `statement_timeout`), and the server admits `max_sessions` connections.
+//!
+//! Authentication is SCRAM-SHA-256 against the users of the config; with no
+//! users the server trusts every connection and then refuses to bind
+//! anything but a loopback address.
+
+mod auth;
+mod config;
+mod engine;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use datafusion::prelude::SessionContext;
+use datafusion_postgres::auth::AuthManager;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::tokio::process_socket;
+use datafusion_postgres::{DfSessionService, QueryHook};
+use stmon_models::Project;
+use stmon_warehouse::{TableId, Warehouse};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use auth::hash_password;
+pub use config::{Config, Limits, Tls, User};
+
+/// What can keep the server from starting, with its facts.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {source}")]
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    ParseConfig {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("user {user}: {reason} (make it with `stmon serve --hash-password`)")]
+    PasswordHash { user: String, reason: String },
+    #[error("host {host}: {reason}")]
+    Host { host: String, reason: String },
+    #[error("refusing to serve {addr} without passwords: add users to the config (stmon serve --hash-password), or bind 127.0.0.1")]
+    NoPasswords { addr: SocketAddr },
+    #[error("tls.{field} {path}: {reason}")]
+    Tls {
+        field: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("opening the warehouse (has `stmon run` built it?): {0}")]
+    Open(Box<stmon_models::Error>),
+    #[error(transparent)]
+    Models(Box<stmon_models::Error>),
+    #[error(transparent)]
+    Warehouse(Box<stmon_warehouse::Error>),
+    #[error("pg_catalog: {0}")]
+    PgCatalog(String),
+    #[error(transparent)]
+    Query(Box<datafusion::error::DataFusionError>),
+}
+
+impl From<stmon_models::Error> for Error {
+    fn from(e: stmon_models::Error) -> Self {
+        Error::Models(Box::new(e))
+    }
+}
+
+impl From<stmon_warehouse::Error> for Error {
+    fn from(e: stmon_warehouse::Error) -> Self {
+        Error::Warehouse(Box::new(e))
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::Query(Box::new(e))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One consistent view of the warehouse.
+pub(crate) struct Snapshot {
+    pub(crate) ctx: SessionContext,
+    /// What it is: "newest", "run RUN_ID (a run is writing)", "run RUN_ID (pinned)".
+    pub(crate) label: String,
+    /// The table versions it reads, to know when a newer one is published.
+    key: String,
+}
+
+/// The snapshots a server hands out.
+pub(crate) struct Snapshots {
+    wh: Warehouse,
+    project: Project,
+    live: RwLock<Arc<Snapshot>>,
+    pinned: Mutex<HashMap<String, Arc<Snapshot>>>,
+}
+
+/// The table versions a session over `wh` reads, as text.
+async fn versions_key(wh: &Warehouse, project: &Project) -> Result<String> {
+    let tables = stmon_models::runs::all_versions(wh, project).await?;
+    let runs = wh.table(&TableId::new("audit", "runs")).await?.version();
+    Ok(format!("{tables:?} runs={runs:?}"))
+}
+
+/// A snapshot of `wh`, whose versions are `key`.
+async fn open_snapshot(
+    wh: &Warehouse,
+    project: &Project,
+    label: String,
+    key: String,
+) -> Result<Snapshot> {
+    let ctx = stmon_models::run::session(wh, project)
+        .await
+        .map_err(|e| Error::Open(Box::new(e)))?;
+    ctx.sql("set datafusion.catalog.information_schema = true")
+        .await?;
+    // The physical Delta tables hold uncommitted rows; people read the views.
+    if let Some(c) = ctx.catalog("datafusion") {
+        c.deregister_schema("delta", true)?;
+    }
+    setup_pg_catalog(&ctx, "datafusion", Arc::new(AuthManager::default()))
+        .map_err(|e| Error::PgCatalog(e.to_string()))?;
+    Ok(Snapshot { ctx, label, key })
+}
+
+/// What the live snapshot is, given the run `runs::reader` pinned it to.
+fn live_label(run: Option<String>) -> String {
+    match run {
+        Some(r) => format!("run {r} (a run is writing)"),
+        None => "newest".to_string(),
+    }
+}
+
+/// The snapshot readers get now (see `runs::reader`).
+async fn published(wh: &Warehouse, project: &Project) -> Result<Snapshot> {
+    let (wh, run) = stmon_models::runs::reader(wh).await?;
+    let key = versions_key(&wh, project).await?;
+    open_snapshot(&wh, project, live_label(run), key).await
+}
+
+impl Snapshots {
+    pub(crate) fn live(&self) -> Arc<Snapshot> {
+        self.live.read().expect("snapshot lock").clone()
+    }
+
+    /// The snapshot of a past run, opened once and kept.
+    pub(crate) async fn at_run(&self, run: &str) -> Result<Arc<Snapshot>> {
+        if let Some(s) = self.pinned.lock().expect("pins").get(run) {
+            return Ok(s.clone());
+        }
+        let wh = stmon_models::runs::at_run(&self.wh, run).await?;
+        let key = versions_key(&wh, &self.project).await?;
+        let s = open_snapshot(&wh, &self.project, format!("run {run} (pinned)"), key).await?;
+        let s = Arc::new(s);
+        self.pinned
+            .lock()
+            .expect("pins")
+            .insert(run.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Swaps in the published snapshot when its versions changed.
+    async fn refresh(&self) -> Result<bool> {
+        let (wh, run) = stmon_models::runs::reader(&self.wh).await?;
+        let key = versions_key(&wh, &self.project).await?;
+        if key == self.live().key {
+            return Ok(false);
+        }
+        let s = open_snapshot(&wh, &self.project, live_label(run), key).await?;
+        tracing::info!(snapshot = %s.label, "serving newly published versions");
+        *self.live.write().expect("snapshot lock") = Arc::new(s);
+        Ok(true)
+    }
+}
+
+/// A server bound to its address, with its first snapshot open; [`Server::run`]
+/// accepts connections.
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    users: Option<Arc<dyn datafusion_postgres::pgwire::api::auth::AuthSource>>,
+    snapshots: Arc<Snapshots>,
+}
+
+impl Server {
+    /// Checks the config (password hashes, TLS files, a loopback address
+    /// when nobody has a password), opens the snapshot readers see now and
+    /// binds the address.
+    pub async fn bind(config: Config, wh: Warehouse, project: Project) -> Result<Server> {
+        let users = auth::users(&config.users)?;
+        let addr: SocketAddr = tokio::net::lookup_host((config.host.as_str(), config.port))
+            .await
+            .map_err(|e| Error::Host {
+                host: config.host.clone(),
+                reason: e.to_string(),
+            })?
+            .next()
+            .ok_or_else(|| Error::Host {
+                host: config.host.clone(),
+                reason: "no address".into(),
+            })?;
+        if users.is_none() && !addr.ip().is_loopback() {
+            return Err(Error::NoPasswords { addr });
+        }
+        let tls = config.tls.as_ref().map(config::tls_acceptor).transpose()?;
+        let first = published(&wh, &project).await?;
+        let snapshots = Arc::new(Snapshots {
+            wh,
+            project,
+            live: RwLock::new(Arc::new(first)),
+            pinned: Mutex::new(HashMap::new()),
+        });
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        Ok(Server {
+            config,
+            listener,
+            tls,
+            users,
+            snapshots,
+        })
+    }
+
+    /// The address it listens on (the port chosen when the config said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// What new connections read: "newest", or "run RUN_ID (a run is writing)".
+    pub fn snapshot_label(&self) -> String {
+        self.snapshots.live().label.clone()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Accepts connections until `shutdown` completes; sessions in progress
+    /// end with the process. Looks for newly published versions every
+    /// `refresh_secs` meanwhile.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let engine = Arc::new(engine::Engine {
+            snapshots: self.snapshots.clone(),
+            limits: self.config.limits.clone(),
+        });
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            engine,
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        // The library plans extended-protocol statements with this context
+        // before the hooks see them; stmon's hook replans on a snapshot.
+        let base = Arc::new(SessionContext::new_with_state(
+            self.snapshots.live().ctx.state(),
+        ));
+        let service = Arc::new(DfSessionService::new_with_hooks(base, hooks));
+        let full = Arc::new(engine::Handlers {
+            service: service.clone(),
+            startup: Arc::new(auth::Full(self.config.limits.max_sessions)),
+        });
+
+        let refresher = self.snapshots.clone();
+        let every = Duration::from_secs(self.config.refresh_secs.max(1));
+        let refreshing = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = refresher.refresh().await {
+                    tracing::warn!("looking for newly published versions: {e}");
+                }
+            }
+        });
+
+        let sessions = Arc::new(Semaphore::new(self.config.limits.max_sessions.max(1)));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    refreshing.abort();
+                    return Ok(());
+                }
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!("accept: {e}");
+                            continue;
+                        }
+                    };
+                    let tls = self.tls.clone();
+                    match sessions.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let h = Arc::new(engine::Handlers {
+                                service: service.clone(),
+                                startup: Arc::new(auth::startup(self.users.as_ref())),
+                            });
+                            tokio::spawn(async move {
+                                if let Err(e) = process_socket(socket, tls, h).await {
+                                    tracing::info!("session from {peer}: {e}");
+                                }
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            let h = full.clone();
+                            tokio::spawn(async move {
+                                let _ = process_socket(socket, tls, h).await;
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Binds and serves until `shutdown` completes: [`Server::bind`] then
+/// [`Server::run`].
+pub async fn serve(
+    config: Config,
+    wh: Warehouse,
+    project: Project,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    Server::bind(config, wh, project).await?.run(shutdown).await
+}
