@@ -1,6 +1,7 @@
 //! `stmon`: the command line. It parses arguments and calls the libraries.
 
 mod cmd;
+mod render;
 
 use std::process::ExitCode;
 

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use stmon_models::assessment::{self, Assessment};
 use stmon_models::report;
 use stmon_warehouse::Warehouse;
@@ -74,7 +73,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         assessment::write_delta(&wh, &a, None).await?;
         let csv = report::write_csv(&a, &args.out)?;
-        print(&a);
+        crate::render::print_assessment(&a);
         for p in csv {
             println!("written: {}", p.display());
         }
@@ -86,50 +85,4 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     report::write_html(&all, &html)?;
     println!("written: {} and {}", xlsx.display(), html.display());
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn print(a: &Assessment) {
-    let p = &a.provenance;
-    for t in &a.tables {
-        println!(
-            "\n{} — scheme {} (sha256 {}…), {} @ version {}",
-            t.title,
-            p.scheme_name,
-            &p.scheme_hash[..12],
-            p.source_table,
-            p.source_version
-        );
-        let keep: Vec<usize> = t
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| {
-                [
-                    "rank",
-                    "unit_id",
-                    "unit_name",
-                    "group",
-                    "score",
-                    "change_score",
-                    "grade",
-                    "previous_rank",
-                    "rank_change",
-                    "strongest",
-                    "weakest",
-                    "mc_median_rank",
-                    "mc_p05_rank",
-                    "mc_p95_rank",
-                ]
-                .contains(&c.0.as_str())
-            })
-            .map(|(i, _)| i)
-            .collect();
-        let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED);
-        table.set_header(keep.iter().map(|&i| t.columns[i].1.clone()));
-        for r in &t.rows {
-            table.add_row(keep.iter().map(|&i| r[i].text()));
-        }
-        println!("{table}");
-    }
 }

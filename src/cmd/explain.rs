@@ -26,11 +26,7 @@ pub struct Args {
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let month = match &args.as_of {
         None => 12,
-        Some(s) => s
-            .split_once('-')
-            .and_then(|(y, m)| (y == args.year.to_string()).then_some(m))
-            .and_then(|m| m.parse::<u32>().ok())
-            .filter(|m| (1..=12).contains(m))
+        Some(s) => stmon_models::pipeline::parse_month(s, args.year)
             .with_context(|| format!("--as-of {s}: expected a month of {} (YYYY-MM)", args.year))?,
     };
     let project = super::load_project(cli)?;

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use stmon_models::run::{Event, RunOptions, Status};
 use stmon_warehouse::Warehouse;
 
@@ -90,13 +89,9 @@ pub async fn run_models(
         no_tests: args.no_tests,
         ..Default::default()
     };
-    let bar = ProgressBar::hidden();
-    if super::console_is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} models")
-            .expect("valid template"),
+    let bar = crate::render::bar(
+        super::console_is_terminal(),
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} models",
     );
     let on = |e: Event| match e {
         Event::Start { total } => bar.set_length(total as u64),
@@ -116,7 +111,7 @@ pub async fn run_models(
                         o.id.to_string(),
                         o.rows,
                         o.elapsed.as_secs_f64(),
-                        crate::cmd::run::partitions_note(o.partitions)
+                        crate::render::partitions_note(o.partitions)
                     )
                 }
                 Status::UpToDate => format!("up to date {}", o.id),

@@ -26,16 +26,62 @@ use serde::Deserialize;
 
 use crate::{Error, Result};
 
-/// The steps of a run, in the order they run.
-pub const STEPS: [&str; 7] = [
-    "ingest",
-    "freshness",
-    "models",
-    "tests",
-    "progress",
-    "assessment",
-    "reports",
-];
+/// A step of a run. [`Step::ALL`] is the order they run in; `as_str` is the
+/// name in a pipeline's `steps:` and in the `step` column of `audit/runs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    Ingest,
+    Freshness,
+    Models,
+    Tests,
+    Progress,
+    Assessment,
+    Reports,
+}
+
+impl Step {
+    pub const ALL: [Step; 7] = [
+        Step::Ingest,
+        Step::Freshness,
+        Step::Models,
+        Step::Tests,
+        Step::Progress,
+        Step::Assessment,
+        Step::Reports,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Ingest => "ingest",
+            Step::Freshness => "freshness",
+            Step::Models => "models",
+            Step::Tests => "tests",
+            Step::Progress => "progress",
+            Step::Assessment => "assessment",
+            Step::Reports => "reports",
+        }
+    }
+
+    /// The step of a name, as written in a pipeline or the run record.
+    pub fn parse(name: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a run does after a data test fails (`on_test_failure:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTestFailure {
+    /// Skip the steps after `tests` (the default).
+    Stop,
+    /// Go on to progress, assessment and reports.
+    Continue,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,11 +216,12 @@ pub struct Pipeline {
     pub hash: String,
     /// A local folder or an object-store URL.
     pub inbox: String,
-    pub steps: Vec<String>,
+    /// In [`Step::ALL`] order, each once.
+    pub steps: Vec<Step>,
     pub targets: PathBuf,
     pub schemes: Vec<PathBuf>,
     pub reports: PathBuf,
-    pub stop_on_test_failure: bool,
+    pub on_test_failure: OnTestFailure,
     pub ingest: IngestOptions,
     pub progress: ProgressOptions,
     pub freshness: Freshness,
@@ -195,29 +242,29 @@ impl Pipeline {
             }
         };
         let mut problems: Vec<String> = Vec::new();
-        let steps = raw
-            .steps
-            .clone()
-            .unwrap_or_else(|| STEPS.iter().map(|s| s.to_string()).collect());
-        for s in &steps {
-            if !STEPS.contains(&s.as_str()) {
-                problems.push(format!(
-                    "steps: unknown step `{s}` (known: {})",
-                    STEPS.join(", ")
-                ));
+        let mut steps: Vec<Step> = Vec::new();
+        match &raw.steps {
+            None => steps.extend(Step::ALL),
+            Some(names) => {
+                for name in names {
+                    match Step::parse(name) {
+                        Some(s) => steps.push(s),
+                        None => problems.push(format!(
+                            "steps: unknown step `{name}` (known: {})",
+                            Step::ALL.map(Step::as_str).join(", ")
+                        )),
+                    }
+                }
             }
         }
-        let mut ordered: Vec<String> = STEPS
-            .iter()
-            .filter(|s| steps.iter().any(|x| x == *s))
-            .map(|s| s.to_string())
-            .collect();
+        let mut ordered = steps;
+        ordered.sort();
         ordered.dedup();
         let inbox = if raw.inbox.contains("://") {
             raw.inbox.clone()
         } else {
             let p = rel(&raw.inbox);
-            if ordered.iter().any(|s| s == "ingest") && !p.exists() {
+            if ordered.contains(&Step::Ingest) && !p.exists() {
                 problems.push(format!("inbox: {} does not exist", p.display()));
             }
             p.display().to_string()
@@ -226,7 +273,7 @@ impl Pipeline {
             .targets
             .as_deref()
             .unwrap_or(&format!("targets-{}.yaml", raw.year)));
-        if ordered.iter().any(|s| s == "progress") && !targets.is_file() {
+        if ordered.contains(&Step::Progress) && !targets.is_file() {
             problems.push(format!("targets: {} does not exist", targets.display()));
         }
         let schemes: Vec<PathBuf> = raw.schemes.iter().map(|s| rel(s)).collect();
@@ -235,17 +282,17 @@ impl Pipeline {
                 problems.push(format!("schemes: {} does not exist", s.display()));
             }
         }
-        if ordered.iter().any(|s| s == "assessment") && schemes.is_empty() {
+        if ordered.contains(&Step::Assessment) && schemes.is_empty() {
             problems.push("schemes: the assessment step needs at least one scheme".into());
         }
-        let stop_on_test_failure = match raw.on_test_failure.as_deref() {
-            None | Some("stop") => true,
-            Some("continue") => false,
+        let on_test_failure = match raw.on_test_failure.as_deref() {
+            None | Some("stop") => OnTestFailure::Stop,
+            Some("continue") => OnTestFailure::Continue,
             Some(o) => {
                 problems.push(format!(
                     "on_test_failure: `{o}` (expected stop or continue)"
                 ));
-                true
+                OnTestFailure::Stop
             }
         };
         if let Some(a) = &raw.progress.as_of {
@@ -315,15 +362,11 @@ impl Pipeline {
             targets,
             schemes,
             reports: rel(raw.reports.as_deref().unwrap_or("reports")),
-            stop_on_test_failure,
+            on_test_failure,
             ingest: raw.ingest,
             progress: raw.progress,
             freshness,
         })
-    }
-
-    pub fn has(&self, step: &str) -> bool {
-        self.steps.iter().any(|s| s == step)
     }
 }
 

@@ -157,6 +157,28 @@ pub struct ProgressRow {
     pub reason: Option<String>,
 }
 
+/// The latest month of `year` with enterprise R&D data (12 when there is
+/// none): what "as of latest" means.
+pub async fn latest_month(ctx: &SessionContext, year: i32) -> Result<u32> {
+    let b = ctx
+        .sql(&format!(
+            "select cast(coalesce(max(month), 12) as bigint) from staging.enterprise_rd_months where year = {year}"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let v = b
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(12);
+    Ok(v.clamp(1, 12) as u32)
+}
+
 /// Progress of every division and indicator with a target, as of `month`.
 pub async fn progress(
     ctx: &SessionContext,

@@ -183,10 +183,6 @@ impl Warehouse {
 }
 
 impl RunLock {
-    pub fn holder(&self) -> &Holder {
-        &self.holder
-    }
-
     /// Releases the lock if it is still this run's.
     pub async fn release(self) -> Result<()> {
         self.heartbeat.abort();

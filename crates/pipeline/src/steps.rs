@@ -1,0 +1,475 @@
+//! The steps: each does its work through the libraries, reports through the
+//! observer, and returns its outcome, its rows of the run record and a
+//! one-line summary.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::Utc;
+use stmon_models::assessment::{self, Assessment};
+use stmon_models::pipeline::{AsOf, Severity, Step};
+use stmon_models::run::{RunOptions, Status};
+use stmon_models::runs::RunRow;
+use stmon_models::{freshness as fresh, progress as prog, report, state};
+use stmon_warehouse::{IngestRequest, TableId, Warehouse};
+
+use crate::{io, Ctx, Error, Event, Outcome, Result};
+
+pub(crate) type StepResult = Result<(Outcome, Vec<RunRow>, String)>;
+
+pub(crate) async fn ingest(c: &Ctx<'_>) -> StepResult {
+    let started = Utc::now();
+    let (paths, _tmp) = inbox_paths(c.wh, &c.pipeline.inbox).await?;
+    let mut req = IngestRequest::new(paths);
+    req.commit_rows = c.pipeline.ingest.commit_rows.max(1);
+    req.check_memory = c.pipeline.ingest.check_memory_mb.max(16) << 20;
+    let on = c.on;
+    let report = c.wh.ingest(&req, &|p| on(Event::Ingesting(p))).await?;
+    on(Event::Ingested(&report));
+    let mut rows = Vec::new();
+    for (form, s) in &report.forms {
+        let mut r = c.row("ingest", Some(form.clone()), "ok", started);
+        r.rows_in = Some(s.rows_read as i64);
+        r.rows_accepted = Some(s.accepted as i64);
+        r.rows_rejected = Some(s.rejected as i64);
+        r.detail = Some(format!(
+            "{} file(s), {} corrected, {} warning(s)",
+            s.files, s.corrected, s.warnings
+        ));
+        rows.push(r);
+    }
+    for f in report
+        .files
+        .iter()
+        .filter(|f| f.status != "loaded" && f.status != "skipped")
+    {
+        let mut r = c.row(
+            "ingest",
+            Some(f.path.display().to_string()),
+            &f.status,
+            started,
+        );
+        r.fingerprint = Some(f.sha256.clone());
+        r.detail = f.message.clone();
+        rows.push(r);
+    }
+    let loaded = report.files.iter().filter(|f| f.status == "loaded").count();
+    let skipped = report
+        .files
+        .iter()
+        .filter(|f| f.status == "skipped")
+        .count();
+    let unreadable = report.unreadable().count();
+    let summary = match &report.batch_id {
+        None => format!("nothing new ({skipped} file(s) already ingested)"),
+        Some(b) => format!(
+            "batch {b}: {loaded} file(s) loaded, {} rows accepted, {} rejected, {skipped} already ingested{}",
+            report.forms.values().map(|s| s.accepted).sum::<u64>(),
+            report.rejected_rows(),
+            if unreadable > 0 {
+                format!(", {unreadable} unreadable")
+            } else {
+                String::new()
+            }
+        ),
+    };
+    let outcome = if unreadable > 0 {
+        Outcome::DqFailed
+    } else {
+        Outcome::Ok
+    };
+    Ok((outcome, rows, summary))
+}
+
+/// The inbox's files: a local folder as is; an object-store prefix copied to
+/// a temporary folder first (kept alive by the returned guard).
+async fn inbox_paths(
+    wh: &Warehouse,
+    inbox: &str,
+) -> Result<(Vec<PathBuf>, Option<tempfile::TempDir>)> {
+    if !inbox.contains("://") || inbox.starts_with("file://") {
+        let p = inbox.strip_prefix("file://").unwrap_or(inbox);
+        return Ok((vec![PathBuf::from(p)], None));
+    }
+    let tmp = tempfile::tempdir().map_err(io(&std::env::temp_dir()))?;
+    let n = wh
+        .download_prefix(inbox, tmp.path())
+        .await
+        .map_err(|e| Error::Inbox {
+            inbox: inbox.to_string(),
+            source: Box::new(e),
+        })?;
+    tracing::info!(files = n, inbox, "inbox copied");
+    Ok((vec![tmp.path().to_path_buf()], Some(tmp)))
+}
+
+pub(crate) async fn freshness(c: &Ctx<'_>) -> StepResult {
+    let started = Utc::now();
+    if c.pipeline.freshness.rules.is_empty() {
+        return Ok((Outcome::Ok, Vec::new(), "no freshness rules".into()));
+    }
+    let day = match &c.pipeline.freshness.as_of {
+        AsOf::Today => chrono::Local::now().date_naive(),
+        AsOf::Date(d) => *d,
+    };
+    let ctx = c.wh.session().await?;
+    let rows = fresh::check(&ctx, &c.wh.catalog, &c.pipeline.freshness.rules, day).await?;
+    let path = c.pipeline.reports.join("freshness.csv");
+    fresh::write_csv(&rows, &path)?;
+    (c.on)(Event::Freshness {
+        day,
+        rows: &rows,
+        path: &path,
+    });
+    let late: Vec<&fresh::Row> = rows.iter().filter(|r| r.is_late()).collect();
+    let fails = late.iter().filter(|r| r.severity == Severity::Fail).count();
+    let mut out = Vec::new();
+    for r in &late {
+        let mut row = c.row(
+            "freshness",
+            Some(format!("{}/{}", r.form, r.county_code)),
+            r.status,
+            started,
+        );
+        row.detail = Some(
+            serde_json::json!({
+                "latest_period": r.latest_period,
+                "latest_submitted_at": r.latest_submitted_at,
+                "expected_period": r.expected_period,
+                "days_overdue": r.days_overdue,
+                "severity": r.severity.as_str(),
+            })
+            .to_string(),
+        );
+        out.push(row);
+    }
+    let outcome = if fails > 0 {
+        Outcome::DqFailed
+    } else {
+        Outcome::Ok
+    };
+    Ok((
+        outcome,
+        out,
+        format!(
+            "{} late or missing of {} ({fails} fail, {} warn) as of {day}",
+            late.len(),
+            rows.len(),
+            late.len() - fails
+        ),
+    ))
+}
+
+/// "N partitions rebuilt" of an incremental model, for the run record.
+fn partitions_detail(n: usize) -> String {
+    match n {
+        0 => "(incremental: no partition changed)".into(),
+        1 => "(incremental: 1 partition rebuilt)".into(),
+        n => format!("(incremental: {n} partitions rebuilt)"),
+    }
+}
+
+pub(crate) async fn models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
+    let started = Utc::now();
+    let opts = RunOptions {
+        no_tests: true,
+        incremental: !full_refresh,
+        ..Default::default()
+    };
+    let on = c.on;
+    let report = stmon_models::run::run(c.wh, c.project, &opts, &|e| on(Event::Model(e))).await?;
+    let mut rows = Vec::new();
+    let (mut built, mut fresh, mut failed) = (0, 0, 0);
+    for o in &report.models {
+        let (status, detail) = match &o.status {
+            Status::View => continue, // the run record lists tables
+            Status::Ok => {
+                built += 1;
+                ("built", o.partitions.map(partitions_detail))
+            }
+            Status::UpToDate => {
+                fresh += 1;
+                ("up_to_date", None)
+            }
+            Status::Failed(m) => {
+                failed += 1;
+                ("failed", Some(m.clone()))
+            }
+            Status::Skipped(m) => {
+                failed += 1;
+                ("skipped", Some(m.clone()))
+            }
+        };
+        let mut r = c.row("models", Some(o.id.to_string()), status, started);
+        r.rows_out = (status == "built").then_some(o.rows as i64);
+        r.fingerprint = Some(o.fingerprint.clone());
+        r.detail = detail;
+        r.elapsed_ms = Some(o.elapsed.as_millis() as i64);
+        rows.push(r);
+    }
+    let outcome = if failed > 0 {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    };
+    Ok((
+        outcome,
+        rows,
+        format!("{built} built, {fresh} up to date, {failed} failed or skipped"),
+    ))
+}
+
+pub(crate) async fn tests(c: &Ctx<'_>) -> StepResult {
+    let started = Utc::now();
+    let ctx = stmon_models::run::session(c.wh, c.project).await?;
+    let mut rows = Vec::new();
+    let (mut ran, mut passed_before, mut failed) = (0, 0, 0);
+    for m in c.project.tables() {
+        let id = TableId::new(&m.id.layer, &m.id.name);
+        let Some(fp) = state::stored_fingerprint(c.wh, &id).await? else {
+            continue;
+        };
+        let item = m.id.to_string();
+        if c.done_before(Step::Tests, &item, &fp, "pass") {
+            passed_before += 1;
+            continue;
+        }
+        let t = Instant::now();
+        let outcomes = stmon_models::run::test_model(&ctx, m).await;
+        if outcomes.is_empty() {
+            continue;
+        }
+        ran += 1;
+        let bad: Vec<_> = outcomes.iter().filter(|t| !t.passed()).collect();
+        let mut r = c.row(
+            "tests",
+            Some(item.clone()),
+            if bad.is_empty() { "pass" } else { "fail" },
+            started,
+        );
+        r.fingerprint = Some(fp);
+        r.rows_in = Some(outcomes.len() as i64);
+        r.rows_rejected = Some(bad.len() as i64);
+        r.elapsed_ms = Some(t.elapsed().as_millis() as i64);
+        let mut text = String::new();
+        for b in &bad {
+            match &b.error {
+                Some(e) => text.push_str(&format!("{}: ERROR {e}\n", b.name)),
+                None => text.push_str(&format!(
+                    "{}: {} failing row(s)\n{}\n",
+                    b.name, b.failures, b.sample
+                )),
+            }
+        }
+        (c.on)(Event::Tested {
+            model: &item,
+            tests: outcomes.len(),
+            failures: &text,
+        });
+        if !bad.is_empty() {
+            failed += 1;
+            r.detail = Some(text);
+        }
+        rows.push(r);
+    }
+    let outcome = if failed > 0 {
+        Outcome::DqFailed
+    } else {
+        Outcome::Ok
+    };
+    Ok((
+        outcome,
+        rows,
+        format!("{ran} model(s) tested, {failed} with failures; {passed_before} passed before on the same data"),
+    ))
+}
+
+pub(crate) async fn progress(c: &Ctx<'_>) -> StepResult {
+    let started = Utc::now();
+    let p = c.pipeline;
+    let targets = prog::Targets::load(&p.targets)?;
+    let ctx = stmon_models::run::session(c.wh, c.project).await?;
+    if !ctx.table_exist("marts.indicators")? {
+        return Err(Error::NoIndicators);
+    }
+    let month = match p.progress.as_of.as_deref() {
+        Some(m) if m != "latest" => stmon_models::pipeline::parse_month(m, p.year)
+            .ok_or_else(|| Error::AsOf(m.to_string()))?,
+        _ => prog::latest_month(&ctx, p.year).await?,
+    };
+    let rows = prog::progress(&ctx, &targets, p.year, month).await?;
+    (c.on)(Event::Progress {
+        rows: &rows,
+        year: p.year,
+        month,
+    });
+    let source = state::stored_fingerprint(c.wh, &TableId::new("marts", "indicators"))
+        .await?
+        .unwrap_or_default();
+    let fp = state::sha256_hex(&[
+        source.as_bytes(),
+        &std::fs::read(&p.targets).map_err(io(&p.targets))?,
+        month.to_string().as_bytes(),
+    ]);
+    let stem = format!("progress-{}-{month:02}", p.year);
+    let csv = p.reports.join(format!("{stem}.csv"));
+    let xlsx = p.reports.join(format!("{stem}.xlsx"));
+    let item = csv.display().to_string();
+    let (status, summary) = if c.done_before(Step::Progress, &item, &fp, "written")
+        && csv.is_file()
+        && xlsx.is_file()
+    {
+        (
+            "up_to_date",
+            format!("{} and .xlsx up to date", csv.display()),
+        )
+    } else {
+        prog::write(&rows, &csv, &xlsx)?;
+        (
+            "written",
+            format!("written {} and {}", csv.display(), xlsx.display()),
+        )
+    };
+    let mut r = c.row("progress", Some(item), status, started);
+    r.fingerprint = Some(fp);
+    r.rows_out = Some(rows.len() as i64);
+    Ok((Outcome::Ok, vec![r], summary))
+}
+
+/// The assessment's fingerprint: the scheme (with its targets) and what the
+/// indicator table it read was built from.
+async fn assessment_fingerprint(wh: &Warehouse, a: &Assessment) -> Result<String> {
+    let (layer, name) = a
+        .provenance
+        .source_table
+        .split_once('.')
+        .unwrap_or(("marts", "indicators"));
+    let source = state::stored_fingerprint(wh, &TableId::new(layer, name))
+        .await?
+        .unwrap_or_default();
+    Ok(state::sha256_hex(&[
+        a.provenance.scheme_hash.as_bytes(),
+        source.as_bytes(),
+        a.scheme.year.to_string().as_bytes(),
+    ]))
+}
+
+async fn compute_assessments(c: &Ctx<'_>) -> Result<Vec<Assessment>> {
+    let mut out = Vec::new();
+    for path in &c.pipeline.schemes {
+        let a = assessment::run(c.wh, path, None)
+            .await
+            .map_err(|e| Error::Scheme {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+        if a.scheme.year != c.pipeline.year {
+            return Err(Error::SchemeYear {
+                path: path.clone(),
+                scheme_year: a.scheme.year,
+                year: c.pipeline.year,
+            });
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn assessment(c: &mut Ctx<'_>) -> StepResult {
+    let started = Utc::now();
+    let all = compute_assessments(c).await?;
+    let mut rows = Vec::new();
+    let (mut written, mut fresh) = (0, 0);
+    for a in &all {
+        let fp = assessment_fingerprint(c.wh, a).await?;
+        let mut up_to_date = true;
+        for t in &a.tables {
+            let id = TableId::new("marts", &format!("assessment_{}", t.name));
+            if state::stored_fingerprint(c.wh, &id).await?.as_deref() != Some(fp.as_str()) {
+                up_to_date = false;
+            }
+        }
+        if !up_to_date {
+            assessment::write_delta(c.wh, a, Some(&fp)).await?;
+            written += 1;
+        } else {
+            fresh += 1;
+        }
+        (c.on)(Event::Assessed(a));
+        let mut r = c.row(
+            "assessment",
+            Some(a.provenance.scheme_name.clone()),
+            if up_to_date { "up_to_date" } else { "written" },
+            started,
+        );
+        r.fingerprint = Some(fp);
+        r.rows_out = Some(a.results.len() as i64);
+        r.detail = Some(format!(
+            "{} @ version {}",
+            a.provenance.source_table, a.provenance.source_version
+        ));
+        rows.push(r);
+    }
+    c.assessments = all;
+    Ok((
+        Outcome::Ok,
+        rows,
+        format!("{written} scheme(s) written, {fresh} up to date"),
+    ))
+}
+
+pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
+    let started = Utc::now();
+    if c.assessments.is_empty() {
+        c.assessments = compute_assessments(c).await?;
+    }
+    let mut fps = Vec::new();
+    for a in &c.assessments {
+        fps.push(assessment_fingerprint(c.wh, a).await?);
+    }
+    let fp = state::sha256_hex(&[fps.join(",").as_bytes()]);
+    let out = &c.pipeline.reports;
+    let year = c.pipeline.year;
+    let xlsx = out.join(format!("assessment-{year}.xlsx"));
+    let html = out.join(format!("assessment-{year}.html"));
+    let item = html.display().to_string();
+    let mut files: Vec<PathBuf> = vec![xlsx.clone(), html.clone()];
+    for a in &c.assessments {
+        for t in &a.tables {
+            files.push(out.join(format!("assessment_{}.csv", t.name)));
+        }
+    }
+    if c.done_before(Step::Reports, &item, &fp, "written") && files.iter().all(|f| f.is_file()) {
+        let mut r = c.row("reports", Some(item), "up_to_date", started);
+        r.fingerprint = Some(fp);
+        return Ok((
+            Outcome::Ok,
+            vec![r],
+            format!(
+                "{} report file(s) in {} up to date",
+                files.len(),
+                out.display()
+            ),
+        ));
+    }
+    for a in &c.assessments {
+        report::write_csv(a, out)?;
+    }
+    report::write_xlsx(&c.assessments, &xlsx)?;
+    report::write_html(&c.assessments, &html)?;
+    let mut r = c.row("reports", Some(item), "written", started);
+    r.fingerprint = Some(fp);
+    r.rows_out = Some(files.len() as i64);
+    r.detail = Some(
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    Ok((
+        Outcome::Ok,
+        vec![r],
+        format!("written {} file(s) to {}", files.len(), out.display()),
+    ))
+}
