@@ -9,7 +9,7 @@ use stmon_models::assessment::Assessment;
 use stmon_models::freshness;
 use stmon_models::pipeline::Severity;
 use stmon_models::progress::{self, Light, ProgressRow};
-use stmon_warehouse::{BatchReport, Progress, Warehouse};
+use stmon_warehouse::{BatchReport, FileStatus, Progress, Warehouse};
 
 /// The bar of work counted in bytes (ingest).
 pub const BYTES_BAR: &str = "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}";
@@ -57,7 +57,11 @@ pub fn print_report(wh: &Warehouse, r: &BatchReport, list_skipped: bool) {
     for p in &r.not_submissions {
         println!("not a submission (skipped): {}", p.display());
     }
-    let skipped: Vec<_> = r.files.iter().filter(|f| f.status == "skipped").collect();
+    let skipped: Vec<_> = r
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Skipped)
+        .collect();
     for f in skipped.iter().filter(|_| list_skipped) {
         println!(
             "skipped {}: {}",
@@ -73,7 +77,11 @@ pub fn print_report(wh: &Warehouse, r: &BatchReport, list_skipped: bool) {
         );
         return;
     };
-    let n = r.files.iter().filter(|f| f.status != "skipped").count();
+    let n = r
+        .files
+        .iter()
+        .filter(|f| f.status != FileStatus::Skipped)
+        .count();
     println!("batch {batch} committed to {}: {n} file(s)", wh.root);
     println!();
     println!(
@@ -110,7 +118,7 @@ pub fn print_report(wh: &Warehouse, r: &BatchReport, list_skipped: bool) {
     for f in r
         .files
         .iter()
-        .filter(|f| f.status == "rejected" || f.status == "unreadable")
+        .filter(|f| matches!(f.status, FileStatus::Rejected | FileStatus::Unreadable))
     {
         println!();
         println!(

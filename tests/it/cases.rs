@@ -150,7 +150,7 @@ async fn a_file_missing_columns_is_rejected_whole() {
     let wh = warehouse(dir.path());
     let r = ingest(&wh, &[case("enterprise_rd/missing_columns.csv")]).await;
     let f = &r.files[0];
-    assert_eq!(f.status, "rejected");
+    assert_eq!(f.status, stmon_warehouse::FileStatus::Rejected);
     let expected = "missing required columns of form enterprise_rd: rd_expenditure (研究与试验发展(R&D)经费支出), submitted_at (填报时间)";
     assert_eq!(f.message.as_deref(), Some(expected));
     assert_eq!(quarantine(&wh).await, vec![format!("-|-|-|{expected}")]);

@@ -189,7 +189,7 @@ fn a_file_that_fails_half_way_loads_nothing() {
     req.chunk_rows = 1;
     req.commit_rows = 1;
     let r = rt.block_on(wh.ingest(&req, &|_| {})).unwrap();
-    assert_eq!(r.files[0].status, "unreadable");
+    assert_eq!(r.files[0].status, stmon_warehouse::FileStatus::Unreadable);
     assert_eq!(
         rt.block_on(query(&wh, "select count(*) from delta.raw_enterprise_rd")),
         vec![row(&["1"])]

@@ -175,7 +175,10 @@ async fn re_ingesting_the_same_files_changes_nothing() {
     let again = ingest(&wh, &[folder]).await;
     assert_eq!(again.batch_id, None);
     assert!(
-        again.files.iter().all(|f| f.status == "skipped"),
+        again
+            .files
+            .iter()
+            .all(|f| f.status == stmon_warehouse::FileStatus::Skipped),
         "every file is recognised by its hash"
     );
     assert_eq!(

@@ -11,7 +11,7 @@ use stmon_models::pipeline::{AsOf, Severity, Step};
 use stmon_models::run::{RunOptions, Status};
 use stmon_models::runs::RunRow;
 use stmon_models::{freshness as fresh, progress as prog, report, state};
-use stmon_warehouse::{IngestRequest, TableId, Warehouse};
+use stmon_warehouse::{FileStatus, IngestRequest, TableId, Warehouse};
 
 use crate::{io, Ctx, Error, Event, Outcome, Result};
 
@@ -41,23 +41,27 @@ pub(crate) async fn ingest(c: &Ctx<'_>) -> StepResult {
     for f in report
         .files
         .iter()
-        .filter(|f| f.status != "loaded" && f.status != "skipped")
+        .filter(|f| !matches!(f.status, FileStatus::Loaded | FileStatus::Skipped))
     {
         let mut r = c.row(
             "ingest",
             Some(f.path.display().to_string()),
-            &f.status,
+            f.status.as_str(),
             started,
         );
         r.fingerprint = Some(f.sha256.clone());
         r.detail = f.message.clone();
         rows.push(r);
     }
-    let loaded = report.files.iter().filter(|f| f.status == "loaded").count();
+    let loaded = report
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Loaded)
+        .count();
     let skipped = report
         .files
         .iter()
-        .filter(|f| f.status == "skipped")
+        .filter(|f| f.status == FileStatus::Skipped)
         .count();
     let unreadable = report.unreadable().count();
     let summary = match &report.batch_id {

@@ -57,11 +57,42 @@ pub struct FileReport {
     pub sha256: String,
     pub bytes: u64,
     pub encoding: Option<String>,
-    /// `loaded`, `rejected` (whole file), `unreadable`, or `skipped`.
-    pub status: String,
+    pub status: FileStatus,
     pub message: Option<String>,
     pub outcome: FileOutcome,
     pub corrected: u64,
+}
+
+/// What a batch did with a file; `as_str` is the `status` column of
+/// `audit/batches`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Read; its rows are in raw or the quarantine.
+    Loaded,
+    /// Rejected whole (e.g. a required column is missing).
+    Rejected,
+    /// Could not be read (e.g. a broken workbook); its rows do not count.
+    Unreadable,
+    /// Already ingested (same sha256), or the same content as another file
+    /// of the batch.
+    Skipped,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Loaded => "loaded",
+            FileStatus::Rejected => "rejected",
+            FileStatus::Unreadable => "unreadable",
+            FileStatus::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Per-form totals of a batch, with the most frequent reasons for rejection.
@@ -99,11 +130,17 @@ pub struct BatchReport {
 
 impl BatchReport {
     pub fn unreadable(&self) -> impl Iterator<Item = &FileReport> {
-        self.files.iter().filter(|f| f.status == "unreadable")
+        self.files
+            .iter()
+            .filter(|f| f.status == FileStatus::Unreadable)
     }
     pub fn rejected_rows(&self) -> u64 {
         self.forms.values().map(|f| f.rejected).sum::<u64>()
-            + self.files.iter().filter(|f| f.status == "rejected").count() as u64
+            + self
+                .files
+                .iter()
+                .filter(|f| f.status == FileStatus::Rejected)
+                .count() as u64
     }
 }
 
@@ -518,7 +555,7 @@ impl Warehouse {
                 sha256: probe.sha256.clone(),
                 bytes: probe.bytes,
                 encoding: Some(probe.encoding.label().to_string()),
-                status: "loaded".into(),
+                status: FileStatus::Loaded,
                 message: None,
                 outcome: FileOutcome::default(),
                 corrected: 0,
@@ -526,14 +563,14 @@ impl Warehouse {
             match result {
                 Ok(o) => {
                     if let Some(m) = &o.file_rejected {
-                        fr.status = "rejected".into();
+                        fr.status = FileStatus::Rejected;
                         fr.message = Some(m.clone());
                     }
                     fr.outcome = o;
                 }
                 Err(stmon_ingest::Error::Sink { reason, .. }) => return Err(Error::Other(reason)),
                 Err(e) => {
-                    fr.status = "unreadable".into();
+                    fr.status = FileStatus::Unreadable;
                     fr.message = Some(e.to_string());
                 }
             }
@@ -558,7 +595,7 @@ impl Warehouse {
             .collect();
         let failed: Vec<String> = loaded
             .iter()
-            .filter(|f| f.status == "unreadable")
+            .filter(|f| f.status == FileStatus::Unreadable)
             .map(|f| f.sha256.clone())
             .collect();
         let ctx = self
@@ -764,7 +801,7 @@ fn unreadable(path: PathBuf, message: String) -> FileReport {
         sha256: String::new(),
         bytes: 0,
         encoding: None,
-        status: "unreadable".into(),
+        status: FileStatus::Unreadable,
         message: Some(message),
         outcome: FileOutcome::default(),
         corrected: 0,
@@ -777,7 +814,7 @@ fn skipped_file(path: PathBuf, probe: &Probe, message: String) -> FileReport {
         sha256: probe.sha256.clone(),
         bytes: probe.bytes,
         encoding: Some(probe.encoding.label().into()),
-        status: "skipped".into(),
+        status: FileStatus::Skipped,
         message: Some(message),
         outcome: FileOutcome::default(),
         corrected: 0,
@@ -809,7 +846,7 @@ fn batches_batch(
         i(&|f| f.bytes),
         s(&|f| f.encoding.clone()),
         s(&|f| f.outcome.form.clone()),
-        s(&|f| Some(f.status.clone())),
+        s(&|f| Some(f.status.as_str().to_string())),
         s(&|f| f.message.clone()),
         i(&|f| f.outcome.rows_read),
         i(&|f| f.outcome.accepted),

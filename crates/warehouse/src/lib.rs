@@ -53,7 +53,7 @@ mod session;
 pub mod store;
 mod tables;
 
-pub use batch::{BatchReport, FileReport, FormSummary, IngestRequest, Progress};
+pub use batch::{BatchReport, FileReport, FileStatus, FormSummary, IngestRequest, Progress};
 pub use maintain::{Compaction, CHECKPOINT_EVERY, SMALL_FILES, SMALL_FILE_BYTES, TINY_FILE_BYTES};
 pub use session::{current_from_decisions_sql, current_view_sql, in_list, read_only_sql};
 pub use tables::{
