@@ -78,7 +78,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     match &args.command {
         Some(sql) => {
             let mut ok = true;
-            for stmt in split_statements(sql) {
+            for stmt in stmon_warehouse::split_statements(sql) {
                 if let Err(e) = shell.execute(&stmt).await {
                     eprintln!("error: {e}");
                     ok = false;
@@ -102,57 +102,14 @@ struct Shell {
     format: Format,
 }
 
-/// Splits on `;` outside quotes and comments; drops empty statements.
-pub fn split_statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(q) => {
-                cur.push(c);
-                if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                '\'' | '"' => {
-                    quote = Some(c);
-                    cur.push(c);
-                }
-                '-' if chars.peek() == Some(&'-') => {
-                    for c in chars.by_ref() {
-                        if c == '\n' {
-                            cur.push('\n');
-                            break;
-                        }
-                    }
-                }
-                ';' => out.push(std::mem::take(&mut cur)),
-                _ => cur.push(c),
-            },
-        }
-    }
-    out.push(cur);
-    out.into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 impl Shell {
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         let t = std::time::Instant::now();
-        // Read-only at the plan: a statement that would write (INSERT, COPY
-        // … TO, CREATE …) or change the session (SET) is refused before it runs.
-        let plan = self.ctx.state().create_logical_plan(sql).await?;
-        stmon_warehouse::read_only_sql()
-            .verify_plan(&plan)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "stmon sql is read-only: it runs queries (SELECT, WITH, VALUES, EXPLAIN, SHOW) only; {e}"
-                )
+        let plan = stmon_warehouse::plan_read_only(&self.ctx, sql)
+            .await
+            .map_err(|e| match e {
+                stmon_warehouse::ReadOnlyError::Writes(_) => anyhow::anyhow!("stmon sql is {e}"),
+                stmon_warehouse::ReadOnlyError::Plan(e) => e.into(),
             })?;
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
         self.print(&batches)?;
@@ -315,7 +272,7 @@ impl Shell {
                     buf.push_str(&line);
                     if trimmed.ends_with(';') {
                         let _ = rl.add_history_entry(buf.as_str());
-                        for stmt in split_statements(&buf) {
+                        for stmt in stmon_warehouse::split_statements(&buf) {
                             if let Err(e) = self.execute(&stmt).await {
                                 eprintln!("error: {e}");
                             }

@@ -55,7 +55,10 @@ mod tables;
 
 pub use batch::{BatchReport, FileReport, FileStatus, FormSummary, IngestRequest, Progress};
 pub use maintain::{Compaction, CHECKPOINT_EVERY, SMALL_FILES, SMALL_FILE_BYTES, TINY_FILE_BYTES};
-pub use session::{current_from_decisions_sql, current_view_sql, in_list, read_only_sql};
+pub use session::{
+    current_from_decisions_sql, current_view_sql, in_list, plan_read_only, read_only_sql,
+    split_statements, ReadOnlyError,
+};
 pub use tables::{
     commit_properties, table_configuration, writer_properties_for, TableId, Warehouse,
     TOMBSTONE_RETENTION,

@@ -421,3 +421,82 @@ pub fn read_only_sql() -> datafusion::execution::context::SQLOptions {
         .with_allow_dml(false)
         .with_allow_statements(false)
 }
+
+/// Plans `sql` in `ctx` and refuses the plan unless it only reads
+/// ([`read_only_sql`]).
+pub async fn plan_read_only(
+    ctx: &SessionContext,
+    sql: &str,
+) -> std::result::Result<datafusion::logical_expr::LogicalPlan, ReadOnlyError> {
+    let plan = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .map_err(ReadOnlyError::Plan)?;
+    read_only_sql()
+        .verify_plan(&plan)
+        .map_err(ReadOnlyError::Writes)?;
+    Ok(plan)
+}
+
+/// Why [`plan_read_only`] gave no plan.
+#[derive(Debug)]
+pub enum ReadOnlyError {
+    /// The statement does not plan (syntax, an unknown table, …).
+    Plan(datafusion::error::DataFusionError),
+    /// It plans, to something that writes or changes the session.
+    Writes(datafusion::error::DataFusionError),
+}
+
+impl std::fmt::Display for ReadOnlyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadOnlyError::Plan(e) => write!(f, "{e}"),
+            ReadOnlyError::Writes(e) => write!(
+                f,
+                "read-only: only queries (SELECT, WITH, VALUES, EXPLAIN, SHOW) run; {e}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ReadOnlyError {}
+
+/// Splits on `;` outside quotes and comments; drops empty statements.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                cur.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => {
+                    quote = Some(c);
+                    cur.push(c);
+                }
+                '-' if chars.peek() == Some(&'-') => {
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            cur.push('\n');
+                            break;
+                        }
+                    }
+                }
+                ';' => out.push(std::mem::take(&mut cur)),
+                _ => cur.push(c),
+            },
+        }
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
