@@ -5,10 +5,9 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Color, Table};
 use indicatif::{ProgressBar, ProgressStyle};
-use stmon_models::assessment::Assessment;
-use stmon_models::freshness;
-use stmon_models::pipeline::Severity;
-use stmon_models::progress::{self, Light, ProgressRow};
+use stmon_pipeline::{freshness, Severity};
+use stmon_reports::assessment::Assessment;
+use stmon_reports::progress::{self, Light, ProgressRow};
 use stmon_warehouse::{BatchReport, FileStatus, Progress, Warehouse};
 
 /// The bar of work counted in bytes (ingest).

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use stmon_models::assessment::{self, Assessment};
-use stmon_models::report;
+use stmon_reports::assessment::{self, Assessment};
+use stmon_reports::{files, report};
 use stmon_warehouse::Warehouse;
 
 /// Year-end assessment (年度科技进步目标责任制考核): ranking tables for
@@ -38,19 +38,13 @@ pub struct Args {
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let schemes = if args.scheme.is_empty() {
         let dir = super::project_file("pipelines");
-        let suffix = format!("-{}.yaml", args.year);
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("assessment-") && n.ends_with(&suffix))
-            })
-            .collect();
-        v.sort();
+        let v = files::schemes(&dir, args.year)
+            .with_context(|| format!("reading {}", dir.display()))?;
         if v.is_empty() {
-            anyhow::bail!("no pipelines/assessment-*{suffix} found; name schemes with --scheme");
+            anyhow::bail!(
+                "no pipelines/assessment-*-{}.yaml found; name schemes with --scheme",
+                args.year
+            );
         }
         v
     } else {
@@ -79,8 +73,8 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         all.push(a);
     }
-    let xlsx = args.out.join(format!("assessment-{}.xlsx", args.year));
-    let html = args.out.join(format!("assessment-{}.html", args.year));
+    let xlsx = files::assessment_xlsx(&args.out, args.year);
+    let html = files::assessment_html(&args.out, args.year);
     report::write_xlsx(&all, &xlsx)?;
     report::write_html(&all, &html)?;
     println!("written: {} and {}", xlsx.display(), html.display());

@@ -26,14 +26,14 @@ pub struct Args {
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let month = match &args.as_of {
         None => 12,
-        Some(s) => stmon_models::pipeline::parse_month(s, args.year)
+        Some(s) => stmon_reports::progress::parse_month(s, args.year)
             .with_context(|| format!("--as-of {s}: expected a month of {} (YYYY-MM)", args.year))?,
     };
     let project = super::load_project(cli)?;
     let catalog = super::load_catalog(cli)?;
     let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
     let ctx = stmon_models::run::session(&wh, &project).await?;
-    let e = stmon_models::explain::explain(
+    let e = stmon_reports::explain::explain(
         &ctx,
         &project.dir.join("lineage"),
         &args.unit,

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use stmon_models::progress::{self, Targets};
+use stmon_reports::files;
+use stmon_reports::progress::{self, Targets};
 use stmon_warehouse::Warehouse;
 
 /// Progress monitoring (进度监测): each county's and the city's indicators
@@ -59,15 +60,13 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let rows = progress::progress(&ctx, &targets, args.year, month).await?;
     crate::render::print_matrix(&rows, args.year, month);
-    let stem = format!("progress-{}-{month:02}", args.year);
-    let csv = args.out.join(format!("{stem}.csv"));
-    let xlsx = args.out.join(format!("{stem}.xlsx"));
+    let (csv, xlsx) = files::progress(&args.out, args.year, month);
     progress::write(&rows, &csv, &xlsx)?;
     println!("written: {} and {}", csv.display(), xlsx.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn parse_month(s: &str, year: i32) -> anyhow::Result<u32> {
-    stmon_models::pipeline::parse_month(s, year)
+    progress::parse_month(s, year)
         .with_context(|| format!("--as-of {s}: expected a month YYYY-MM of {year}"))
 }

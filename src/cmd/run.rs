@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::ProgressBar;
-use stmon_models::pipeline::{Pipeline, Step};
 use stmon_models::run::Status;
 use stmon_pipeline::{Event, Finished, Outcome};
+use stmon_pipeline::{Pipeline, Step};
 use stmon_warehouse::Warehouse;
 
 use crate::render;
@@ -72,8 +72,8 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             Outcome::DqFailed => ExitCode::from(1),
             Outcome::Failed => ExitCode::from(2),
         }),
-        Err(stmon_pipeline::Error::Locked(m)) => {
-            eprintln!("error: {m}");
+        Err(stmon_pipeline::Error::Locked(l)) => {
+            eprintln!("error: {l}");
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e.into()),
@@ -215,7 +215,7 @@ impl View<'_> {
                         Outcome::DqFailed => "!",
                         Outcome::Failed => "✗",
                     },
-                    outcome.as_str(),
+                    outcome.status(),
                     elapsed.as_secs_f64()
                 ));
             }
@@ -229,7 +229,7 @@ impl View<'_> {
         self.say(&format!(
             "run {} {} in {:.1}s; {} table(s) changed{}; record: audit/runs and {}",
             done.run_id,
-            done.outcome.as_str(),
+            done.outcome.status(),
             done.elapsed.as_secs_f64(),
             changed.len(),
             if changed.is_empty() {

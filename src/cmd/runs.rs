@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use stmon_models::runs::{self, RunSummary};
+use stmon_models::runs::{self, RowStatus, RunSummary};
 use stmon_warehouse::Warehouse;
 
 /// Show the recorded runs (audit/runs): status, timings, and per step what
@@ -50,7 +50,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             t.add_row([
                 row.step.clone(),
                 row.item.clone().unwrap_or_else(|| "(step)".into()),
-                row.status.clone(),
+                row.status.to_string(),
                 n(row.rows_in),
                 n(row.rows_accepted),
                 n(row.rows_rejected),
@@ -120,11 +120,12 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn headline(r: &RunSummary, holder: Option<&stmon_warehouse::lock::Holder>) -> String {
-    let status = if r.status == "interrupted" && holder.is_some_and(|h| h.run_id == r.run_id) {
-        "running".to_string()
-    } else {
-        r.status.clone()
-    };
+    let status =
+        if r.status == RowStatus::Interrupted && holder.is_some_and(|h| h.run_id == r.run_id) {
+            RowStatus::Running
+        } else {
+            r.status
+        };
     format!(
         "{}  {}  {}  {}{}",
         r.run_id,

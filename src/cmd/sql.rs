@@ -153,45 +153,24 @@ impl Shell {
     async fn describe(&self, name: Option<&str>) -> anyhow::Result<()> {
         match name {
             None => {
-                let mut rows: Vec<(String, String)> = Vec::new();
-                let catalog = self.ctx.catalog("datafusion").expect("default catalog");
-                let mut schemas = catalog.schema_names();
-                schemas.sort();
-                for s in schemas {
-                    if s == "delta" || s == "public" {
-                        continue;
-                    }
-                    let schema = catalog.schema(&s).expect("listed");
-                    let mut tables = schema.table_names();
-                    tables.sort();
-                    for t in tables {
-                        let full = format!("{s}.{t}");
-                        let desc = self.description(&s, &t);
-                        rows.push((full, desc));
-                    }
-                }
-                let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(10);
-                for (n, d) in rows {
-                    println!("{n:<w$}  {d}");
+                let names = stmon_models::describe::tables(&self.ctx);
+                let w = names.iter().map(|n| n.len()).max().unwrap_or(10);
+                for n in names {
+                    let (layer, table) = n.split_once('.').unwrap_or(("", &n));
+                    println!("{n:<w$}  {}", self.description(layer, table));
                 }
             }
             Some(n) => {
                 let df = self.ctx.table(n).await?;
                 let (layer, table) = n.split_once('.').unwrap_or(("", n));
-                let model = self.project.get(n);
                 println!("{n}: {}", self.description(layer, table));
                 for f in df.schema().fields() {
-                    let desc = model
-                        .and_then(|m| m.spec.columns.iter().find(|c| &c.name == f.name()))
-                        .and_then(|c| c.description.clone())
-                        .or_else(|| {
-                            self.wh
-                                .catalog
-                                .form(table)
-                                .and_then(|form| form.column(f.name()))
-                                .map(|c| c.label.clone())
-                        })
-                        .unwrap_or_default();
+                    let desc = stmon_models::describe::column(
+                        &self.project,
+                        &self.wh.catalog,
+                        n,
+                        f.name(),
+                    );
                     println!(
                         "  {:<32} {:<28} {}",
                         f.name(),
@@ -209,29 +188,7 @@ impl Shell {
     }
 
     fn description(&self, layer: &str, table: &str) -> String {
-        if let Some(m) = self.project.get(&format!("{layer}.{table}")) {
-            if let Some(d) = &m.spec.description {
-                return d.split_whitespace().collect::<Vec<_>>().join(" ");
-            }
-            return format!("model {}", m.path.display());
-        }
-        if let Some(f) = self.wh.catalog.form(table) {
-            return match layer {
-                "raw" => format!("{} — every version of every accepted row", f.title),
-                "current" => format!("{} — latest version per key", f.title),
-                _ => f.title.clone(),
-            };
-        }
-        match (layer, table) {
-            ("audit", "batches") => "one row per ingested file: the commit record".into(),
-            ("audit", "quarantine") => "rejected rows and files, with reasons".into(),
-            ("audit", "warnings") => "rows accepted with a warning".into(),
-            ("ref", "divisions") => "the division table, with level; 000000 = whole region".into(),
-            ("ref", "division_ancestors") => {
-                "each county with itself and every division above it".into()
-            }
-            _ => String::new(),
-        }
+        stmon_models::describe::table(&self.project, &self.wh.catalog, layer, table)
     }
 
     async fn interactive(&self) -> anyhow::Result<ExitCode> {

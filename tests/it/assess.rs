@@ -2,8 +2,8 @@
 //! indicator fixture, reproduction from an old Delta version after a
 //! correction, the committee's files, and `stmon explain`.
 
-use stmon_models::assessment::{self, V};
 use stmon_models::run::{run, RunOptions};
+use stmon_reports::assessment::{self, V};
 
 use crate::common::*;
 

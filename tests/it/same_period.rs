@@ -169,7 +169,7 @@ async fn explain_lists_the_rows_of_the_period_and_pool_used() {
     let wh = build(dir.path()).await;
     let project = stmon_models::Project::load(&repo().join("sql")).unwrap();
     let ctx = stmon_models::run::session(&wh, &project).await.unwrap();
-    let e = stmon_models::explain::explain(
+    let e = stmon_reports::explain::explain(
         &ctx,
         &repo().join("sql/lineage"),
         "330600",

@@ -25,15 +25,10 @@
 //! }
 //! ```
 
-pub mod assessment;
 pub mod checks;
-pub mod explain;
-pub mod freshness;
+pub mod describe;
 pub mod incremental;
-pub mod pipeline;
-pub mod progress;
 pub mod reference;
-pub mod report;
 pub mod run;
 pub mod runs;
 pub mod state;
@@ -45,10 +40,7 @@ use std::path::{Path, PathBuf};
 use datafusion::sql::parser::DFParser;
 
 /// Column `i` of a batch as text, whatever its Arrow type (Utf8View, numbers…).
-pub(crate) fn text_column(
-    b: &arrow::array::RecordBatch,
-    i: usize,
-) -> Result<arrow::array::StringArray> {
+pub fn text_column(b: &arrow::array::RecordBatch, i: usize) -> Result<arrow::array::StringArray> {
     let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)?;
     Ok(c.as_any()
         .downcast_ref::<arrow::array::StringArray>()
@@ -57,15 +49,30 @@ pub(crate) fn text_column(
 }
 
 /// Column `i` of a batch as f64.
-pub(crate) fn float_column(
-    b: &arrow::array::RecordBatch,
-    i: usize,
-) -> Result<arrow::array::Float64Array> {
+pub fn float_column(b: &arrow::array::RecordBatch, i: usize) -> Result<arrow::array::Float64Array> {
     let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Float64)?;
     Ok(c.as_any()
         .downcast_ref::<arrow::array::Float64Array>()
         .expect("cast to Float64")
         .clone())
+}
+
+/// The first value of a one-value query as i64: None when it returns no row
+/// or a null.
+pub async fn query_i64(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> Result<Option<i64>> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64)?;
+    let a = c
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .expect("cast to Int64");
+    Ok(arrow::array::Array::is_valid(a, 0).then(|| a.value(0)))
 }
 
 /// The layers of a project, in the order data flows through them.
@@ -75,8 +82,26 @@ pub const LAYERS: [&str; 3] = ["staging", "intermediate", "marts"];
 pub enum Error {
     #[error("{path}: {message}")]
     Model { path: PathBuf, message: String },
-    #[error("{0}")]
-    Project(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no models found under {} (expected {}/<model>.sql)", dir.display(), LAYERS.join("|"))]
+    NoModels { dir: PathBuf },
+    #[error("--select {selector}: no model named {name} (see `stmon models list`)")]
+    UnknownModel { selector: String, name: String },
+    #[error("models depend on each other in a cycle: {}", models.join(", "))]
+    Cycle { models: Vec<String> },
+    #[error("no run {run_id} in audit/runs (see `stmon runs`)")]
+    NoRun { run_id: String },
+    #[error("run {run_id} did not finish ({status}), so it published no versions")]
+    RunUnpublished {
+        run_id: String,
+        status: runs::RowStatus,
+    },
+    #[error("audit/runs, run {run_id}: {message}")]
+    RunRecord { run_id: String, message: String },
     #[error(transparent)]
     Warehouse(Box<stmon_warehouse::Error>),
     #[error("query failed: {0}")]
@@ -156,7 +181,10 @@ impl Project {
                 continue;
             }
             let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-                .map_err(|e| Error::Project(format!("{}: {e}", folder.display())))?
+                .map_err(|source| Error::Io {
+                    path: folder.clone(),
+                    source,
+                })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "sql"))
                 .collect();
@@ -166,11 +194,9 @@ impl Project {
             }
         }
         if found.is_empty() {
-            return Err(Error::Project(format!(
-                "no models found under {} (expected {}/<model>.sql)",
-                dir.display(),
-                LAYERS.join("|")
-            )));
+            return Err(Error::NoModels {
+                dir: dir.to_path_buf(),
+            });
         }
         let known: BTreeSet<ModelId> = found.iter().map(|m| m.id.clone()).collect();
         for m in &mut found {
@@ -249,10 +275,9 @@ impl Project {
             let up = s.starts_with('+');
             let down = s.ends_with('+') && s.len() > 1;
             let name = s.trim_matches('+');
-            let m = self.get(name).ok_or_else(|| {
-                Error::Project(format!(
-                    "--select {s}: no model named {name} (see `stmon models list`)"
-                ))
+            let m = self.get(name).ok_or_else(|| Error::UnknownModel {
+                selector: s.clone(),
+                name: name.to_string(),
             })?;
             chosen.insert(m.id.clone());
             if up {
@@ -426,11 +451,9 @@ fn order(models: Vec<Model>) -> Result<Vec<Model>> {
                 out.push(m);
             }
             None => {
-                let stuck: Vec<String> = pending.values().map(|m| m.id.to_string()).collect();
-                return Err(Error::Project(format!(
-                    "models depend on each other in a cycle: {}",
-                    stuck.join(", ")
-                )));
+                return Err(Error::Cycle {
+                    models: pending.values().map(|m| m.id.to_string()).collect(),
+                });
             }
         }
     }

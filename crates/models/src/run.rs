@@ -463,22 +463,10 @@ impl Build<'_> {
         register_model(wh, ctx, &m.id)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let n = ctx
-            .sql(&format!("select count(*) from {}", m.id))
+        let rows = crate::query_i64(ctx, &format!("select count(*) from {}", m.id))
             .await
             .map_err(|e| fail(e.to_string()))?
-            .collect()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let rows = n
-            .first()
-            .and_then(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .map(|a| a.value(0) as u64)
-            })
-            .unwrap_or(0);
+            .unwrap_or(0) as u64;
         // A small model that is rebuilt whole and read by other models
         // records its content for them (see `state`): a commit of no rows
         // after the data's.

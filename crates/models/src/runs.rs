@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 use stmon_warehouse::{TableId, Warehouse};
 
-use crate::{text_column, Result};
+use crate::{text_column, Error, Result};
 
 /// Delta version of every table the warehouse holds (`layer/name` → version),
 /// the run record itself excepted: the ingest tables, the project's models
@@ -71,6 +71,111 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
+/// The `status` of a row of the run record.
+///
+/// A `run` row is `running` when the run starts, and `ok`, `dq_failed` or
+/// `failed` at its end; a run without an end reads as `interrupted`. A step
+/// row is `ok`, `dq_failed`, `failed` or `skipped` (not run because an
+/// earlier step failed). An item row says what happened to its item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowStatus {
+    #[default]
+    Running,
+    Ok,
+    DqFailed,
+    Failed,
+    /// Read back only: a run with no final row.
+    Interrupted,
+    Skipped,
+    /// A file of the ingest step: loaded, rejected whole, unreadable.
+    Loaded,
+    Rejected,
+    Unreadable,
+    /// A county late with a form, or without any submission of it.
+    Late,
+    Missing,
+    /// A model table rebuilt, or already built from the same inputs.
+    Built,
+    UpToDate,
+    /// A report or assessment table written.
+    Written,
+    /// A model's data tests.
+    Pass,
+    Fail,
+}
+
+impl RowStatus {
+    pub const ALL: [RowStatus; 16] = [
+        RowStatus::Running,
+        RowStatus::Ok,
+        RowStatus::DqFailed,
+        RowStatus::Failed,
+        RowStatus::Interrupted,
+        RowStatus::Skipped,
+        RowStatus::Loaded,
+        RowStatus::Rejected,
+        RowStatus::Unreadable,
+        RowStatus::Late,
+        RowStatus::Missing,
+        RowStatus::Built,
+        RowStatus::UpToDate,
+        RowStatus::Written,
+        RowStatus::Pass,
+        RowStatus::Fail,
+    ];
+
+    /// The value of the `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowStatus::Running => "running",
+            RowStatus::Ok => "ok",
+            RowStatus::DqFailed => "dq_failed",
+            RowStatus::Failed => "failed",
+            RowStatus::Interrupted => "interrupted",
+            RowStatus::Skipped => "skipped",
+            RowStatus::Loaded => "loaded",
+            RowStatus::Rejected => "rejected",
+            RowStatus::Unreadable => "unreadable",
+            RowStatus::Late => "late",
+            RowStatus::Missing => "missing",
+            RowStatus::Built => "built",
+            RowStatus::UpToDate => "up_to_date",
+            RowStatus::Written => "written",
+            RowStatus::Pass => "pass",
+            RowStatus::Fail => "fail",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RowStatus> {
+        RowStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// A run that ended and published its versions (with or without
+    /// data-quality failures).
+    pub fn published(self) -> bool {
+        matches!(self, RowStatus::Ok | RowStatus::DqFailed)
+    }
+}
+
+impl std::fmt::Display for RowStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl From<stmon_warehouse::FileStatus> for RowStatus {
+    fn from(s: stmon_warehouse::FileStatus) -> RowStatus {
+        use stmon_warehouse::FileStatus as F;
+        match s {
+            F::Loaded => RowStatus::Loaded,
+            F::Rejected => RowStatus::Rejected,
+            F::Unreadable => RowStatus::Unreadable,
+            F::Skipped => RowStatus::Skipped,
+        }
+    }
+}
+
 /// One row of the run record.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunRow {
@@ -78,7 +183,7 @@ pub struct RunRow {
     pub pipeline: String,
     pub step: String,
     pub item: Option<String>,
-    pub status: String,
+    pub status: RowStatus,
     pub rows_in: Option<i64>,
     pub rows_accepted: Option<i64>,
     pub rows_rejected: Option<i64>,
@@ -116,7 +221,7 @@ pub async fn append(wh: &Warehouse, rows: &[RunRow]) -> Result<()> {
             s(&|r| Some(r.pipeline.clone())),
             s(&|r| Some(r.step.clone())),
             s(&|r| r.item.clone()),
-            s(&|r| Some(r.status.clone())),
+            s(&|r| Some(r.status.as_str().to_string())),
             i(&|r| r.rows_in),
             i(&|r| r.rows_accepted),
             i(&|r| r.rows_rejected),
@@ -191,12 +296,16 @@ pub async fn read(wh: &Warehouse) -> Result<Vec<RunRow>> {
         let ts =
             |a: &Int64Array, i: usize| no(a, i).and_then(DateTime::<Utc>::from_timestamp_micros);
         for r in 0..b.num_rows() {
+            let status = RowStatus::parse(txt[4].value(r)).ok_or_else(|| Error::RunRecord {
+                run_id: txt[0].value(r).into(),
+                message: format!("unknown status `{}`", txt[4].value(r)),
+            })?;
             out.push(RunRow {
                 run_id: txt[0].value(r).into(),
                 pipeline: txt[1].value(r).into(),
                 step: txt[2].value(r).into(),
                 item: so(&txt[3], r),
-                status: txt[4].value(r).into(),
+                status,
                 rows_in: no(&nums[0], r),
                 rows_accepted: no(&nums[1], r),
                 rows_rejected: no(&nums[2], r),
@@ -219,8 +328,9 @@ pub struct RunSummary {
     pub pipeline: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    /// `ok`, `dq_failed`, `failed`, or `interrupted` (no final row).
-    pub status: String,
+    /// `ok`, `dq_failed`, `failed`, `running` (its final row not yet
+    /// written), or `interrupted` (no final row).
+    pub status: RowStatus,
     /// The last row of each step (item = None), in run order.
     pub steps: Vec<RunRow>,
     /// Every row, in order.
@@ -245,7 +355,7 @@ pub fn summarise(rows: &[RunRow]) -> Vec<RunSummary> {
             let rows = by.remove(&id).unwrap_or_default();
             let run_rows: Vec<&RunRow> = rows.iter().filter(|r| r.step == "run").collect();
             let last = run_rows.last();
-            let finished = last.filter(|r| r.status != "running");
+            let finished = last.filter(|r| r.status != RowStatus::Running);
             let mut steps: Vec<RunRow> = Vec::new();
             for r in rows.iter().filter(|r| r.step != "run" && r.item.is_none()) {
                 steps.retain(|s| s.step != r.step);
@@ -262,9 +372,7 @@ pub fn summarise(rows: &[RunRow]) -> Vec<RunSummary> {
                 pipeline: rows.first().map(|r| r.pipeline.clone()).unwrap_or_default(),
                 started_at: rows.first().map(|r| r.started_at).unwrap_or_default(),
                 finished_at: finished.and_then(|r| r.finished_at),
-                status: finished
-                    .map(|r| r.status.clone())
-                    .unwrap_or_else(|| "interrupted".into()),
+                status: finished.map(|r| r.status).unwrap_or(RowStatus::Interrupted),
                 steps,
                 rows,
                 versions_after,
@@ -280,7 +388,7 @@ pub async fn last_snapshot(wh: &Warehouse) -> Result<Option<(String, BTreeMap<Ta
     let Some(run) = runs
         .iter()
         .rev()
-        .find(|r| matches!(r.status.as_str(), "ok" | "dq_failed") && !r.versions_after.is_empty())
+        .find(|r| r.status.published() && !r.versions_after.is_empty())
     else {
         return Ok(None);
     };
@@ -311,15 +419,57 @@ pub async fn reader(wh: &Warehouse) -> Result<(Warehouse, Option<String>)> {
 pub async fn at_run(wh: &Warehouse, run_id: &str) -> Result<Warehouse> {
     let runs = summarise(&read(wh).await?);
     let Some(run) = runs.iter().find(|r| r.run_id == run_id) else {
-        return Err(crate::Error::Project(format!(
-            "no run {run_id} in audit/runs (see `stmon runs`)"
-        )));
+        return Err(Error::NoRun {
+            run_id: run_id.to_string(),
+        });
     };
     if run.versions_after.is_empty() {
-        return Err(crate::Error::Project(format!(
-            "run {run_id} did not finish ({}), so it published no versions",
-            run.status
-        )));
+        return Err(Error::RunUnpublished {
+            run_id: run_id.to_string(),
+            status: run.status,
+        });
     }
     Ok(wh.pinned(pins_of(&run.versions_after)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_reads_back_as_it_was_written() {
+        for s in RowStatus::ALL {
+            // The Delta column, the JSON of `stmon runs --json` and
+            // run_results.json spell a status the same way.
+            assert_eq!(RowStatus::parse(s.as_str()), Some(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::Value::String(s.as_str().into())
+            );
+        }
+        assert_eq!(RowStatus::parse("done"), None);
+        assert_eq!(format!("{:<10}|", RowStatus::Ok), "ok        |");
+    }
+
+    #[test]
+    fn a_run_without_its_final_row_is_interrupted() {
+        let row = |step: &str, status: RowStatus| RunRow {
+            run_id: "r1".into(),
+            pipeline: "p".into(),
+            step: step.into(),
+            status,
+            ..Default::default()
+        };
+        let runs = summarise(&[row("run", RowStatus::Running), row("ingest", RowStatus::Ok)]);
+        assert_eq!(runs[0].status, RowStatus::Interrupted);
+        assert!(!runs[0].status.published());
+        let runs = summarise(&[
+            row("run", RowStatus::Running),
+            row("ingest", RowStatus::Ok),
+            row("run", RowStatus::DqFailed),
+        ]);
+        assert_eq!(runs[0].status, RowStatus::DqFailed);
+        assert!(runs[0].status.published());
+        assert_eq!(runs[0].steps.len(), 1);
+    }
 }

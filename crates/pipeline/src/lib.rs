@@ -11,25 +11,29 @@
 //! what happens through an observer ([`Event`]) and never prints: the CLI
 //! renders the events (lines, tables, progress bars). The work of each step
 //! is the libraries': the warehouse ingests, the models build and test,
-//! `stmon_models::{freshness, progress, assessment, report}` compute and
-//! write.
+//! `stmon_reports::{progress, assessment, report}` compute and write. The
+//! pipeline file itself ([`spec`]) and the freshness check ([`freshness`])
+//! are this crate's.
 //!
 //! A run killed at any point leaves every table as before or after the step
 //! it was in; the next run completes the work, or `resume` continues the
 //! same run from the step that did not finish.
 
+pub mod freshness;
 mod results;
+pub mod spec;
 mod steps;
+
+pub use spec::{AsOf, OnTestFailure, Pipeline, Severity, Step};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use stmon_models::assessment::Assessment;
-use stmon_models::pipeline::{OnTestFailure, Pipeline, Step};
-use stmon_models::runs::{self, RunRow};
-use stmon_models::{freshness, Project};
+use stmon_models::runs::{self, RowStatus, RunRow};
+use stmon_models::Project;
+use stmon_reports::assessment::Assessment;
 use stmon_warehouse::{BatchReport, Warehouse};
 
 /// What a step, or the run, ended with; ordered from best to worst.
@@ -44,11 +48,11 @@ pub enum Outcome {
 
 impl Outcome {
     /// The status in `audit/runs`.
-    pub fn as_str(self) -> &'static str {
+    pub fn status(self) -> RowStatus {
         match self {
-            Outcome::Ok => "ok",
-            Outcome::DqFailed => "dq_failed",
-            Outcome::Failed => "failed",
+            Outcome::Ok => RowStatus::Ok,
+            Outcome::DqFailed => RowStatus::DqFailed,
+            Outcome::Failed => RowStatus::Failed,
         }
     }
 }
@@ -103,7 +107,7 @@ pub enum Event<'a> {
         failures: &'a str,
     },
     Progress {
-        rows: &'a [stmon_models::progress::ProgressRow],
+        rows: &'a [stmon_reports::progress::ProgressRow],
         year: i32,
         month: u32,
     },
@@ -134,8 +138,8 @@ pub struct Finished {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Another run holds the warehouse lock (and `wait` ran out, if given).
-    #[error("{0}")]
-    Locked(String),
+    #[error(transparent)]
+    Locked(stmon_warehouse::lock::Locked),
     #[error(transparent)]
     Warehouse(Box<stmon_warehouse::Error>),
     #[error(transparent)]
@@ -145,10 +149,18 @@ pub enum Error {
         inbox: String,
         source: Box<stmon_warehouse::Error>,
     },
+    #[error(transparent)]
+    Reports(Box<stmon_reports::Error>),
     #[error("assessing with {path}: {source}")]
     Scheme {
         path: PathBuf,
-        source: Box<stmon_models::Error>,
+        source: Box<stmon_reports::Error>,
+    },
+    /// The pipeline file is malformed; every mistake found, at once.
+    #[error("{}: {} problem(s):\n  - {}", path.display(), problems.len(), problems.join("\n  - "))]
+    Pipeline {
+        path: PathBuf,
+        problems: Vec<String>,
     },
     #[error("{path} is a scheme for {scheme_year}, not the pipeline's {year}")]
     SchemeYear {
@@ -172,7 +184,7 @@ pub enum Error {
 impl From<stmon_warehouse::Error> for Error {
     fn from(e: stmon_warehouse::Error) -> Self {
         match e {
-            stmon_warehouse::Error::Locked(m) => Error::Locked(m),
+            stmon_warehouse::Error::Locked(l) => Error::Locked(l),
             e => Error::Warehouse(Box::new(e)),
         }
     }
@@ -181,6 +193,12 @@ impl From<stmon_warehouse::Error> for Error {
 impl From<stmon_models::Error> for Error {
     fn from(e: stmon_models::Error) -> Self {
         Error::Models(Box::new(e))
+    }
+}
+
+impl From<stmon_reports::Error> for Error {
+    fn from(e: stmon_reports::Error) -> Self {
+        Error::Reports(Box::new(e))
     }
 }
 
@@ -218,7 +236,7 @@ impl Ctx<'_> {
         &self,
         step: &str,
         item: Option<String>,
-        status: &str,
+        status: RowStatus,
         started: DateTime<Utc>,
     ) -> RunRow {
         let now = Utc::now();
@@ -227,7 +245,7 @@ impl Ctx<'_> {
             pipeline: self.pipeline.name.clone(),
             step: step.into(),
             item,
-            status: status.into(),
+            status,
             started_at: started,
             finished_at: Some(now),
             elapsed_ms: Some((now - started).num_milliseconds()),
@@ -241,7 +259,7 @@ impl Ctx<'_> {
         step: Step,
         item: &str,
         fingerprint: &str,
-        status: &str,
+        status: RowStatus,
     ) -> bool {
         self.history.iter().any(|r| {
             r.step == step.as_str()
@@ -273,11 +291,11 @@ pub async fn run(
     let run_id = if opts.resume {
         let runs = runs::summarise(&history);
         match runs.iter().rev().find(|r| r.pipeline == pipeline.name) {
-            Some(last) if last.status != "ok" => {
+            Some(last) if last.status != RowStatus::Ok => {
                 done_steps.extend(
                     last.steps
                         .iter()
-                        .filter(|s| s.status == "ok")
+                        .filter(|s| s.status == RowStatus::Ok)
                         .filter_map(|s| Step::parse(&s.step)),
                 );
                 resumed = true;
@@ -320,7 +338,7 @@ pub async fn run(
         run_id: &run_id,
         resumed,
     });
-    let mut first = c.row("run", None, "running", started);
+    let mut first = c.row("run", None, RowStatus::Running, started);
     first.finished_at = None;
     first.elapsed_ms = None;
     first.fingerprint = Some(pipeline.hash.clone());
@@ -352,7 +370,7 @@ pub async fn run(
         }
         let step_started = Utc::now();
         if let Some(why) = &stop_reason {
-            let mut r = c.row(step.as_str(), None, "skipped", step_started);
+            let mut r = c.row(step.as_str(), None, RowStatus::Skipped, step_started);
             r.detail = Some(why.clone());
             on(Event::Skipped { step, why });
             runs::append(wh, std::slice::from_ref(&r)).await?;
@@ -374,7 +392,7 @@ pub async fn run(
             Ok(x) => x,
             Err(e) => (Outcome::Failed, Vec::new(), e.to_string()),
         };
-        let mut r = c.row(step.as_str(), None, outcome.as_str(), step_started);
+        let mut r = c.row(step.as_str(), None, outcome.status(), step_started);
         r.detail = Some(summary.clone());
         rows.push(r);
         runs::append(wh, &rows).await?;
@@ -399,7 +417,7 @@ pub async fn run(
 
     let versions_after = runs::all_versions(wh, project).await?;
     let finished = Utc::now();
-    let mut last = c.row("run", None, worst.as_str(), started);
+    let mut last = c.row("run", None, worst.status(), started);
     last.fingerprint = Some(pipeline.hash.clone());
     last.detail = Some(
         serde_json::json!({
@@ -421,7 +439,7 @@ pub async fn run(
         finished,
     );
     std::fs::create_dir_all(&pipeline.reports).map_err(io(&pipeline.reports))?;
-    let json_path = pipeline.reports.join("run_results.json");
+    let json_path = stmon_reports::files::run_results_json(&pipeline.reports);
     let text = serde_json::to_string_pretty(&results).expect("JSON values serialise");
     std::fs::write(&json_path, text).map_err(io(&json_path))?;
     lock.release().await?;

@@ -1,7 +1,7 @@
 //! `run_results.json`, like dbt's: the run, its steps and their items.
 
+use crate::spec::Pipeline;
 use chrono::{DateTime, Utc};
-use stmon_models::pipeline::Pipeline;
 use stmon_models::runs::{RunRow, RunSummary};
 
 use crate::Versions;

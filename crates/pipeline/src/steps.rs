@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::Utc;
-use stmon_models::assessment::{self, Assessment};
-use stmon_models::pipeline::{AsOf, Severity, Step};
 use stmon_models::run::{RunOptions, Status};
-use stmon_models::runs::RunRow;
-use stmon_models::{freshness as fresh, progress as prog, report, state};
+use stmon_models::runs::{RowStatus, RunRow};
+use stmon_models::state;
+use stmon_reports::assessment::{self, Assessment};
+use stmon_reports::{files, progress as prog, report};
+
+use crate::freshness as fresh;
+use crate::spec::{AsOf, Severity, Step};
 use stmon_warehouse::{FileStatus, IngestRequest, TableId, Warehouse};
 
 use crate::{io, Ctx, Error, Event, Outcome, Result};
@@ -28,7 +31,12 @@ pub(crate) async fn ingest(c: &Ctx<'_>) -> StepResult {
     on(Event::Ingested(&report));
     let mut rows = Vec::new();
     for (form, s) in &report.forms {
-        let mut r = c.row("ingest", Some(form.clone()), "ok", started);
+        let mut r = c.row(
+            Step::Ingest.as_str(),
+            Some(form.clone()),
+            RowStatus::Ok,
+            started,
+        );
         r.rows_in = Some(s.rows_read as i64);
         r.rows_accepted = Some(s.accepted as i64);
         r.rows_rejected = Some(s.rejected as i64);
@@ -44,9 +52,9 @@ pub(crate) async fn ingest(c: &Ctx<'_>) -> StepResult {
         .filter(|f| !matches!(f.status, FileStatus::Loaded | FileStatus::Skipped))
     {
         let mut r = c.row(
-            "ingest",
+            Step::Ingest.as_str(),
             Some(f.path.display().to_string()),
-            f.status.as_str(),
+            f.status.into(),
             started,
         );
         r.fingerprint = Some(f.sha256.clone());
@@ -118,7 +126,7 @@ pub(crate) async fn freshness(c: &Ctx<'_>) -> StepResult {
     };
     let ctx = c.wh.session().await?;
     let rows = fresh::check(&ctx, &c.wh.catalog, &c.pipeline.freshness.rules, day).await?;
-    let path = c.pipeline.reports.join("freshness.csv");
+    let path = files::freshness_csv(&c.pipeline.reports);
     fresh::write_csv(&rows, &path)?;
     (c.on)(Event::Freshness {
         day,
@@ -130,9 +138,9 @@ pub(crate) async fn freshness(c: &Ctx<'_>) -> StepResult {
     let mut out = Vec::new();
     for r in &late {
         let mut row = c.row(
-            "freshness",
+            Step::Freshness.as_str(),
             Some(format!("{}/{}", r.form, r.county_code)),
-            r.status,
+            r.status.into(),
             started,
         );
         row.detail = Some(
@@ -189,23 +197,28 @@ pub(crate) async fn models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
             Status::View => continue, // the run record lists tables
             Status::Ok => {
                 built += 1;
-                ("built", o.partitions.map(partitions_detail))
+                (RowStatus::Built, o.partitions.map(partitions_detail))
             }
             Status::UpToDate => {
                 fresh += 1;
-                ("up_to_date", None)
+                (RowStatus::UpToDate, None)
             }
             Status::Failed(m) => {
                 failed += 1;
-                ("failed", Some(m.clone()))
+                (RowStatus::Failed, Some(m.clone()))
             }
             Status::Skipped(m) => {
                 failed += 1;
-                ("skipped", Some(m.clone()))
+                (RowStatus::Skipped, Some(m.clone()))
             }
         };
-        let mut r = c.row("models", Some(o.id.to_string()), status, started);
-        r.rows_out = (status == "built").then_some(o.rows as i64);
+        let mut r = c.row(
+            Step::Models.as_str(),
+            Some(o.id.to_string()),
+            status,
+            started,
+        );
+        r.rows_out = (status == RowStatus::Built).then_some(o.rows as i64);
         r.fingerprint = Some(o.fingerprint.clone());
         r.detail = detail;
         r.elapsed_ms = Some(o.elapsed.as_millis() as i64);
@@ -234,7 +247,7 @@ pub(crate) async fn tests(c: &Ctx<'_>) -> StepResult {
             continue;
         };
         let item = m.id.to_string();
-        if c.done_before(Step::Tests, &item, &fp, "pass") {
+        if c.done_before(Step::Tests, &item, &fp, RowStatus::Pass) {
             passed_before += 1;
             continue;
         }
@@ -246,9 +259,13 @@ pub(crate) async fn tests(c: &Ctx<'_>) -> StepResult {
         ran += 1;
         let bad: Vec<_> = outcomes.iter().filter(|t| !t.passed()).collect();
         let mut r = c.row(
-            "tests",
+            Step::Tests.as_str(),
             Some(item.clone()),
-            if bad.is_empty() { "pass" } else { "fail" },
+            if bad.is_empty() {
+                RowStatus::Pass
+            } else {
+                RowStatus::Fail
+            },
             started,
         );
         r.fingerprint = Some(fp);
@@ -297,8 +314,9 @@ pub(crate) async fn progress(c: &Ctx<'_>) -> StepResult {
         return Err(Error::NoIndicators);
     }
     let month = match p.progress.as_of.as_deref() {
-        Some(m) if m != "latest" => stmon_models::pipeline::parse_month(m, p.year)
-            .ok_or_else(|| Error::AsOf(m.to_string()))?,
+        Some(m) if m != "latest" => {
+            prog::parse_month(m, p.year).ok_or_else(|| Error::AsOf(m.to_string()))?
+        }
         _ => prog::latest_month(&ctx, p.year).await?,
     };
     let rows = prog::progress(&ctx, &targets, p.year, month).await?;
@@ -315,26 +333,24 @@ pub(crate) async fn progress(c: &Ctx<'_>) -> StepResult {
         &std::fs::read(&p.targets).map_err(io(&p.targets))?,
         month.to_string().as_bytes(),
     ]);
-    let stem = format!("progress-{}-{month:02}", p.year);
-    let csv = p.reports.join(format!("{stem}.csv"));
-    let xlsx = p.reports.join(format!("{stem}.xlsx"));
+    let (csv, xlsx) = files::progress(&p.reports, p.year, month);
     let item = csv.display().to_string();
-    let (status, summary) = if c.done_before(Step::Progress, &item, &fp, "written")
+    let (status, summary) = if c.done_before(Step::Progress, &item, &fp, RowStatus::Written)
         && csv.is_file()
         && xlsx.is_file()
     {
         (
-            "up_to_date",
+            RowStatus::UpToDate,
             format!("{} and .xlsx up to date", csv.display()),
         )
     } else {
         prog::write(&rows, &csv, &xlsx)?;
         (
-            "written",
+            RowStatus::Written,
             format!("written {} and {}", csv.display(), xlsx.display()),
         )
     };
-    let mut r = c.row("progress", Some(item), status, started);
+    let mut r = c.row(Step::Progress.as_str(), Some(item), status, started);
     r.fingerprint = Some(fp);
     r.rows_out = Some(rows.len() as i64);
     Ok((Outcome::Ok, vec![r], summary))
@@ -388,7 +404,7 @@ pub(crate) async fn assessment(c: &mut Ctx<'_>) -> StepResult {
         let fp = assessment_fingerprint(c.wh, a).await?;
         let mut up_to_date = true;
         for t in &a.tables {
-            let id = TableId::new("marts", &format!("assessment_{}", t.name));
+            let id = files::assessment_table(&t.name);
             if state::stored_fingerprint(c.wh, &id).await?.as_deref() != Some(fp.as_str()) {
                 up_to_date = false;
             }
@@ -401,9 +417,13 @@ pub(crate) async fn assessment(c: &mut Ctx<'_>) -> StepResult {
         }
         (c.on)(Event::Assessed(a));
         let mut r = c.row(
-            "assessment",
+            Step::Assessment.as_str(),
             Some(a.provenance.scheme_name.clone()),
-            if up_to_date { "up_to_date" } else { "written" },
+            if up_to_date {
+                RowStatus::UpToDate
+            } else {
+                RowStatus::Written
+            },
             started,
         );
         r.fingerprint = Some(fp);
@@ -434,24 +454,31 @@ pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
     let fp = state::sha256_hex(&[fps.join(",").as_bytes()]);
     let out = &c.pipeline.reports;
     let year = c.pipeline.year;
-    let xlsx = out.join(format!("assessment-{year}.xlsx"));
-    let html = out.join(format!("assessment-{year}.html"));
+    let xlsx = files::assessment_xlsx(out, year);
+    let html = files::assessment_html(out, year);
     let item = html.display().to_string();
-    let mut files: Vec<PathBuf> = vec![xlsx.clone(), html.clone()];
+    let mut outputs: Vec<PathBuf> = vec![xlsx.clone(), html.clone()];
     for a in &c.assessments {
         for t in &a.tables {
-            files.push(out.join(format!("assessment_{}.csv", t.name)));
+            outputs.push(files::assessment_csv(out, &t.name));
         }
     }
-    if c.done_before(Step::Reports, &item, &fp, "written") && files.iter().all(|f| f.is_file()) {
-        let mut r = c.row("reports", Some(item), "up_to_date", started);
+    if c.done_before(Step::Reports, &item, &fp, RowStatus::Written)
+        && outputs.iter().all(|f| f.is_file())
+    {
+        let mut r = c.row(
+            Step::Reports.as_str(),
+            Some(item),
+            RowStatus::UpToDate,
+            started,
+        );
         r.fingerprint = Some(fp);
         return Ok((
             Outcome::Ok,
             vec![r],
             format!(
                 "{} report file(s) in {} up to date",
-                files.len(),
+                outputs.len(),
                 out.display()
             ),
         ));
@@ -461,11 +488,16 @@ pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
     }
     report::write_xlsx(&c.assessments, &xlsx)?;
     report::write_html(&c.assessments, &html)?;
-    let mut r = c.row("reports", Some(item), "written", started);
+    let mut r = c.row(
+        Step::Reports.as_str(),
+        Some(item),
+        RowStatus::Written,
+        started,
+    );
     r.fingerprint = Some(fp);
-    r.rows_out = Some(files.len() as i64);
+    r.rows_out = Some(outputs.len() as i64);
     r.detail = Some(
-        files
+        outputs
             .iter()
             .map(|f| f.display().to_string())
             .collect::<Vec<_>>()
@@ -474,6 +506,6 @@ pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
     Ok((
         Outcome::Ok,
         vec![r],
-        format!("written {} file(s) to {}", files.len(), out.display()),
+        format!("written {} file(s) to {}", outputs.len(), out.display()),
     ))
 }

@@ -363,7 +363,7 @@ fn read_all(
             }
         }
         if let Some(e) = failed {
-            return Err(Error::Other(e));
+            return Err(Error::Write(e));
         }
         Ok(outcomes
             .into_iter()
@@ -434,7 +434,7 @@ fn diagnostics_batch(
                 .with_timezone("UTC"),
         ),
     ];
-    RecordBatch::try_new(diagnostics_schema(), cols).map_err(|e| Error::Other(e.to_string()))
+    Ok(RecordBatch::try_new(diagnostics_schema(), cols)?)
 }
 
 impl Warehouse {
@@ -568,7 +568,7 @@ impl Warehouse {
                     }
                     fr.outcome = o;
                 }
-                Err(stmon_ingest::Error::Sink { reason, .. }) => return Err(Error::Other(reason)),
+                Err(stmon_ingest::Error::Sink { reason, .. }) => return Err(Error::Write(reason)),
                 Err(e) => {
                     fr.status = FileStatus::Unreadable;
                     fr.message = Some(e.to_string());
@@ -856,13 +856,12 @@ fn batches_batch(
         t(started),
         t(committed),
     ];
-    RecordBatch::try_new(batches_schema(), cols).map_err(|e| Error::Other(e.to_string()))
+    Ok(RecordBatch::try_new(batches_schema(), cols)?)
 }
 
 /// Column `i` of a batch as text, whatever its Arrow type (Utf8View, integers…).
 fn text(b: &RecordBatch, i: usize) -> Result<StringArray> {
-    let col = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
-        .map_err(|e| Error::Other(e.to_string()))?;
+    let col = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)?;
     Ok(col
         .as_any()
         .downcast_ref::<StringArray>()

@@ -26,8 +26,12 @@ fn marker(batch_id: &str) -> StorePath {
     StorePath::from(format!("{PREFIX}/{batch_id}"))
 }
 
-fn failed(what: &str, e: object_store::Error) -> Error {
-    Error::Other(format!("{what} under {PREFIX}/: {e}"))
+fn failed(what: &'static str, source: object_store::Error) -> Error {
+    Error::Store {
+        what,
+        path: format!("under {PREFIX}/"),
+        source,
+    }
 }
 
 impl Warehouse {

@@ -78,10 +78,29 @@ pub enum Error {
     #[error(transparent)]
     Ingest(#[from] stmon_ingest::Error),
     /// Another run holds the warehouse lock.
+    #[error(transparent)]
+    Locked(#[from] lock::Locked),
+    /// A request to the object store failed.
+    #[error("{what} {path}: {source}")]
+    Store {
+        what: &'static str,
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("unknown form {0}")]
+    UnknownForm(String),
+    #[error("table {0} does not exist; run `stmon ingest` first")]
+    NoTable(TableId),
+    /// Storing a batch's rows failed; the batch is not committed.
     #[error("{0}")]
-    Locked(String),
-    #[error("{0}")]
-    Other(String),
+    Write(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

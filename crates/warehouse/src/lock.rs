@@ -50,6 +50,31 @@ impl std::fmt::Display for Holder {
     }
 }
 
+/// The lock is held by another run (after waiting `waited`, if given).
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Locked {
+    pub holder: Box<Holder>,
+    pub waited: Option<Duration>,
+}
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = &self.holder;
+        match self.waited {
+            Some(w) => write!(
+                f,
+                "the warehouse is still locked after waiting {}s by {h}",
+                w.as_secs()
+            ),
+            None => write!(
+                f,
+                "another run holds the warehouse lock: {h}. \
+                 Wait for it with --wait, or see it with `stmon runs`"
+            ),
+        }
+    }
+}
+
 /// A held lock; released by [`RunLock::release`] (or, if the process dies,
 /// found stale by the next run).
 pub struct RunLock {
@@ -126,7 +151,13 @@ impl Warehouse {
             match put {
                 Ok(_) => break,
                 Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(Error::Other(format!("taking the run lock {path}: {e}"))),
+                Err(source) => {
+                    return Err(Error::Store {
+                        what: "taking the run lock",
+                        path: path.to_string(),
+                        source,
+                    })
+                }
             }
             match read_holder(store.as_ref(), &path).await? {
                 None => continue, // released meanwhile
@@ -143,17 +174,12 @@ impl Warehouse {
                         }
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
-                    Some(w) => {
-                        return Err(Error::Locked(format!(
-                            "the warehouse is still locked after waiting {}s by {h}",
-                            w.as_secs()
-                        )))
-                    }
-                    None => {
-                        return Err(Error::Locked(format!(
-                            "another run holds the warehouse lock: {h}. \
-                             Wait for it with --wait, or see it with `stmon runs`"
-                        )))
+                    waited => {
+                        return Err(Locked {
+                            holder: Box::new(h),
+                            waited,
+                        }
+                        .into())
                     }
                 },
             }
@@ -191,7 +217,11 @@ impl RunLock {
                 self.store
                     .delete(&self.path)
                     .await
-                    .map_err(|e| Error::Other(format!("releasing the run lock: {e}")))?;
+                    .map_err(|source| Error::Store {
+                        what: "releasing the run lock",
+                        path: self.path.to_string(),
+                        source,
+                    })?;
             }
             _ => tracing::warn!("the run lock was taken over by another run"),
         }
@@ -206,10 +236,11 @@ fn lock_path() -> StorePath {
 async fn read_holder(store: &dyn ObjectStore, path: &StorePath) -> Result<Option<Holder>> {
     match store.get(path).await {
         Ok(r) => {
-            let bytes = r
-                .bytes()
-                .await
-                .map_err(|e| Error::Other(format!("reading the run lock: {e}")))?;
+            let bytes = r.bytes().await.map_err(|source| Error::Store {
+                what: "reading the run lock",
+                path: path.to_string(),
+                source,
+            })?;
             // A lock stmon cannot parse was not written by stmon (its writes
             // are atomic): report an unknown holder that is never stale, so
             // that a person looks at it rather than a run deleting it.
@@ -225,6 +256,10 @@ async fn read_holder(store: &dyn ObjectStore, path: &StorePath) -> Result<Option
             })))
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(Error::Other(format!("reading the run lock: {e}"))),
+        Err(source) => Err(Error::Store {
+            what: "reading the run lock",
+            path: path.to_string(),
+            source,
+        }),
     }
 }

@@ -227,7 +227,7 @@ async fn register_form_views(
 fn ensure_schemas(ctx: &SessionContext) -> Result<()> {
     let catalog = ctx
         .catalog("datafusion")
-        .ok_or_else(|| Error::Other("no default catalog".into()))?;
+        .expect("a session has its default catalog");
     for s in ["delta", "raw", "current", "audit"] {
         if catalog.schema(s).is_none() {
             catalog.register_schema(s, Arc::new(MemorySchemaProvider::new()))?;
@@ -367,7 +367,7 @@ impl Warehouse {
             .catalog
             .forms
             .get(form)
-            .ok_or_else(|| Error::Other(format!("unknown form {form}")))?;
+            .ok_or_else(|| Error::UnknownForm(form.to_string()))?;
         let mut filter = in_list(&format!("cast({expr} as varchar)"), values);
         if let Some(p) = stored_prune_by(ctx, form).await?.filter(|p| p.is(expr)) {
             filter = format!("{} and {filter}", in_list(&p.name, values));
@@ -379,9 +379,7 @@ impl Warehouse {
         if self.register_if_exists(ctx, id).await? {
             Ok(())
         } else {
-            Err(Error::Other(format!(
-                "table {id} does not exist; run `stmon ingest` first"
-            )))
+            Err(Error::NoTable(id.clone()))
         }
     }
 

@@ -268,8 +268,10 @@ impl Warehouse {
         let url = self.table_url(id);
         if url.scheme() == "file" {
             if let Ok(p) = url.to_file_path() {
-                std::fs::create_dir_all(&p)
-                    .map_err(|e| Error::Other(format!("{}: {e}", p.display())))?;
+                std::fs::create_dir_all(&p).map_err(|source| Error::Io {
+                    path: p.clone(),
+                    source,
+                })?;
             }
         }
         let delta = |source| Error::Delta {

@@ -49,8 +49,8 @@ async fn rows(
     let mut out = Vec::new();
     for b in df.collect().await? {
         let cols: Vec<arrow::array::StringArray> = (0..b.num_columns())
-            .map(|i| crate::text_column(&b, i))
-            .collect::<Result<_>>()?;
+            .map(|i| stmon_models::text_column(&b, i))
+            .collect::<stmon_models::Result<_>>()?;
         for i in 0..b.num_rows() {
             out.push(
                 cols.iter()
@@ -71,21 +71,15 @@ pub async fn explain(
     month: u32,
 ) -> Result<Explanation> {
     let cat_path = lineage_dir.join("indicators.yml");
-    let text = std::fs::read_to_string(&cat_path).map_err(|e| Error::Model {
-        path: cat_path.clone(),
-        message: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(&cat_path).map_err(crate::io_error(&cat_path))?;
     let catalogue: BTreeMap<String, Entry> =
-        serde_yaml_ng::from_str(&text).map_err(|e| Error::Model {
-            path: cat_path.clone(),
-            message: e.to_string(),
+        serde_yaml_ng::from_str(&text).map_err(|e| crate::file_error(&cat_path, e))?;
+    let entry = catalogue
+        .get(indicator)
+        .ok_or_else(|| Error::UnknownIndicator {
+            indicator: indicator.to_string(),
+            known: catalogue.keys().cloned().collect(),
         })?;
-    let entry = catalogue.get(indicator).ok_or_else(|| {
-        Error::Project(format!(
-            "unknown indicator {indicator} (known: {})",
-            catalogue.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
     let s = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
     let (sql, params) = if entry.unit {
         (
@@ -106,16 +100,16 @@ pub async fn explain(
         )
     };
     let found = rows(ctx, sql, params).await?;
-    let row = found.into_iter().next().ok_or_else(|| {
-        Error::Project(format!(
-            "no value of {indicator} for {unit} in {year} (as of month {month}); \
-             is {unit} a {} and have the models run?",
-            if entry.unit {
-                "zone or institute id"
-            } else {
-                "division code"
-            }
-        ))
+    let row = found.into_iter().next().ok_or_else(|| Error::NoValue {
+        indicator: indicator.to_string(),
+        unit: unit.to_string(),
+        year,
+        month,
+        kind: if entry.unit {
+            "zone or institute id"
+        } else {
+            "division code"
+        },
     })?;
     let f = |i: usize| row[i].as_deref().and_then(|x| x.parse::<f64>().ok());
     // Indicators mixed with the quarterly county form are computed at the
@@ -143,10 +137,7 @@ pub async fn explain(
     let mut inputs = Vec::new();
     for source in &entry.sources {
         let path = lineage_dir.join(format!("{source}.sql"));
-        let sql = std::fs::read_to_string(&path).map_err(|e| Error::Model {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let sql = std::fs::read_to_string(&path).map_err(crate::io_error(&path))?;
         let mut params = vec![
             ScalarValue::Int32(Some(year)),
             ScalarValue::Int32(Some(effective as i32)),
@@ -155,9 +146,9 @@ pub async fn explain(
         if sql.contains("$4") {
             params.push(s(entry.kind.as_deref().unwrap_or_default()));
         }
-        for r in rows(ctx, &sql, params).await.map_err(|e| Error::Model {
+        for r in rows(ctx, &sql, params).await.map_err(|e| Error::Lineage {
             path: path.clone(),
-            message: e.to_string(),
+            source: Box::new(e),
         })? {
             let g = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
             inputs.push([g(0), g(1), g(2), g(3), g(4), g(5)]);

@@ -92,14 +92,17 @@ async fn open_source(
     let id = source_of(unit);
     let mut table = wh.table(&id).await?;
     if table.version().is_none() {
-        return Err(Error::Project(format!(
-            "{id} does not exist yet: run `stmon models run` first"
-        )));
+        return Err(Error::NotBuilt { table: id });
     }
     if let Some(v) = version {
-        table.load_version(v as u64).await.map_err(|e| {
-            Error::Project(format!("{id} has no version {v} (or it was vacuumed): {e}"))
-        })?;
+        table
+            .load_version(v as u64)
+            .await
+            .map_err(|e| Error::NoVersion {
+                table: id.clone(),
+                version: v,
+                source: Box::new(e),
+            })?;
     }
     let read = table.version().unwrap_or(0) as i64;
     let ctx = SessionContext::new();
@@ -125,9 +128,9 @@ async fn units_of(ctx: &SessionContext, scheme: &Scheme, year: i32) -> Result<Ve
     let mut units: BTreeMap<String, UnitInput> = BTreeMap::new();
     let ids: Vec<&str> = scheme.indicators.iter().map(|i| i.id.as_str()).collect();
     for b in ctx.sql(&sql).await?.collect().await? {
-        let s = |i: usize| crate::text_column(&b, i);
+        let s = |i: usize| stmon_models::text_column(&b, i);
         let (id, name, grp, ind) = (s(0)?, s(1)?, s(2)?, s(3)?);
-        let v = crate::float_column(&b, 4)?;
+        let v = stmon_models::float_column(&b, 4)?;
         for r in 0..b.num_rows() {
             let u = units
                 .entry(id.value(r).to_string())
@@ -150,16 +153,17 @@ async fn units_of(ctx: &SessionContext, scheme: &Scheme, year: i32) -> Result<Ve
 
 /// Runs one scheme file against the warehouse (at `version` of its source table).
 pub async fn run(wh: &Warehouse, scheme_path: &Path, version: Option<i64>) -> Result<Assessment> {
-    let scheme = Scheme::load(scheme_path).map_err(|e| Error::Project(e.to_string()))?;
+    let scheme = Scheme::load(scheme_path)?;
     let (ctx, source, read) = open_source(wh, scheme.unit, version).await?;
     let units = units_of(&ctx, &scheme, scheme.year).await?;
     if units.is_empty() {
-        return Err(Error::Project(format!(
-            "{}: no {} values for {} in {source} (version {read})",
-            scheme_path.display(),
-            scheme.unit.as_str(),
-            scheme.year
-        )));
+        return Err(Error::NoUnits {
+            path: scheme_path.to_path_buf(),
+            unit: scheme.unit.as_str(),
+            year: scheme.year,
+            table: source,
+            version: read,
+        });
     }
     let results = assess(&scheme, &units);
     let intervals = robustness(&scheme, &units);
@@ -492,9 +496,8 @@ pub async fn write_delta(wh: &Warehouse, a: &Assessment, fingerprint: Option<&st
         fields.push(Field::new("year", DataType::Int64, false));
         cols.push(Arc::new(I::from(vec![a.scheme.year as i64; n])));
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
-        let table = wh
-            .table(&TableId::new("marts", &format!("assessment_{}", t.name)))
-            .await?;
+        let id = crate::files::assessment_table(&t.name);
+        let table = wh.table(&id).await?;
         let props = stmon_warehouse::writer_properties_for(&batch.schema());
         let mut write = table
             .write(vec![batch])
@@ -503,10 +506,10 @@ pub async fn write_delta(wh: &Warehouse, a: &Assessment, fingerprint: Option<&st
             .with_schema_mode(SchemaMode::Overwrite)
             .with_commit_properties(stmon_warehouse::commit_properties());
         if let Some(fp) = fingerprint {
-            write = write.with_commit_properties(crate::state::commit_properties(fp));
+            write = write.with_commit_properties(stmon_models::state::commit_properties(fp));
         }
         write.await?;
-        stmon_warehouse::checkpoint::checkpoint(&format!("assessment_{}", t.name));
+        stmon_warehouse::checkpoint::checkpoint(&id.name);
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Freshness: for each form and county, when its latest submission came and
 //! for which period, against the pipeline's rules (see
-//! [`crate::pipeline::FreshnessRule`]).
+//! [`crate::spec::FreshnessRule`]).
 //!
 //! Every committed submission counts (`raw.<form>`: a row later corrected
 //! or withdrawn still shows the county submitted), which is also a cheap scan.
@@ -13,8 +13,10 @@ use chrono::{Datelike, NaiveDate};
 use datafusion::prelude::SessionContext;
 use stmon_schema::{Catalog, Frequency};
 
-use crate::pipeline::{FreshnessRule, Severity};
-use crate::{text_column, Result};
+use stmon_models::text_column;
+
+use crate::spec::{FreshnessRule, Severity};
+use crate::Result;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -29,17 +31,53 @@ pub struct Row {
     pub arrived_at: Option<String>,
     /// The latest period due on the reference day (periodic forms).
     pub expected_period: Option<String>,
-    /// `ok`, `late` or `missing` (never submitted).
-    pub status: &'static str,
+    pub status: Standing,
     /// Days since the first missing period fell due, or since the event
     /// form's allowed age ran out.
     pub days_overdue: Option<i64>,
     pub severity: Severity,
 }
 
+/// Where a county stands with a form on the reference day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Ok,
+    Late,
+    /// Never submitted.
+    Missing,
+}
+
+impl Standing {
+    /// The `status` column of `freshness.csv`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Ok => "ok",
+            Standing::Late => "late",
+            Standing::Missing => "missing",
+        }
+    }
+}
+
+impl std::fmt::Display for Standing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl From<Standing> for stmon_models::runs::RowStatus {
+    fn from(s: Standing) -> Self {
+        use stmon_models::runs::RowStatus;
+        match s {
+            Standing::Ok => RowStatus::Ok,
+            Standing::Late => RowStatus::Late,
+            Standing::Missing => RowStatus::Missing,
+        }
+    }
+}
+
 impl Row {
     pub fn is_late(&self) -> bool {
-        self.status != "ok"
+        self.status != Standing::Ok
     }
 }
 
@@ -191,16 +229,16 @@ pub async fn check(
                 latest_submitted_at,
                 arrived_at,
                 expected_period: expected.clone(),
-                status: "ok",
+                status: Standing::Ok,
                 days_overdue: None,
                 severity: rule.severity,
             };
             if row.latest_submitted_at.is_none() {
-                row.status = "missing";
+                row.status = Standing::Missing;
             } else if periodic {
                 if let (Some(exp), Some(latest)) = (&expected, &row.latest_period) {
                     if latest < exp {
-                        row.status = "late";
+                        row.status = Standing::Late;
                         row.days_overdue = next_period(form.frequency, latest)
                             .and_then(|n| period_end(&n))
                             .map(|end| (day - end).num_days() - rule.due_days.unwrap_or(0));
@@ -215,7 +253,7 @@ pub async fn check(
                 if let Some(last) = last {
                     let age = (day - last).num_days();
                     if age > max_age {
-                        row.status = "late";
+                        row.status = Standing::Late;
                         row.days_overdue = Some(age - max_age);
                     }
                 }
@@ -228,9 +266,8 @@ pub async fn check(
 
 /// Writes the rows as CSV (UTF-8 with BOM, Chinese and English headers).
 pub fn write_csv(rows: &[Row], path: &std::path::Path) -> Result<()> {
-    let io = |e: std::io::Error| crate::Error::Project(format!("{}: {e}", path.display()));
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::create_dir_all(dir).map_err(crate::io(dir))?;
     }
     let mut s = String::from("\u{feff}");
     s.push_str("报表 form,区县代码 county_code,区县 county_name,最新报告期 latest_period,最新填报时间 latest_submitted_at,入库时间 arrived_at,应报至 expected_period,状态 status,逾期天数 days_overdue,级别 severity\n");
@@ -250,7 +287,7 @@ pub fn write_csv(rows: &[Row], path: &std::path::Path) -> Result<()> {
             r.severity.as_str()
         ));
     }
-    std::fs::write(path, s).map_err(io)
+    std::fs::write(path, s).map_err(crate::io(path))
 }
 
 #[cfg(test)]

@@ -78,11 +78,8 @@ fn in_order<'de, D: serde::Deserializer<'de>>(
 
 impl Targets {
     pub fn load(path: &Path) -> Result<Targets> {
-        let bad = |message: String| Error::Model {
-            path: path.to_path_buf(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let bad = |message: String| crate::file_error(path, message);
+        let text = std::fs::read_to_string(path).map_err(crate::io_error(path))?;
         let t: Targets = serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
         for (id, i) in &t.indicators {
             for (code, v) in &i.targets {
@@ -157,25 +154,20 @@ pub struct ProgressRow {
     pub reason: Option<String>,
 }
 
+/// `YYYY-MM` of the given year → month.
+pub fn parse_month(s: &str, year: i32) -> Option<u32> {
+    let (y, m) = s.split_once('-')?;
+    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    (y == year && (1..=12).contains(&m)).then_some(m)
+}
+
 /// The latest month of `year` with enterprise R&D data (12 when there is
 /// none): what "as of latest" means.
 pub async fn latest_month(ctx: &SessionContext, year: i32) -> Result<u32> {
-    let b = ctx
-        .sql(&format!(
-            "select cast(coalesce(max(month), 12) as bigint) from staging.enterprise_rd_months where year = {year}"
-        ))
-        .await?
-        .collect()
-        .await?;
-    let v = b
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .map(|a| a.value(0))
-        })
-        .unwrap_or(12);
+    let sql = format!(
+        "select cast(coalesce(max(month), 12) as bigint) from staging.enterprise_rd_months where year = {year}"
+    );
+    let v = stmon_models::query_i64(ctx, &sql).await?.unwrap_or(12);
     Ok(v.clamp(1, 12) as u32)
 }
 
@@ -194,9 +186,9 @@ pub async fn progress(
     let mut actual: BTreeMap<(String, String), (Option<f64>, Option<String>)> = BTreeMap::new();
     let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
     for b in ctx.sql(&sql).await?.collect().await? {
-        let s = |i: usize| crate::text_column(&b, i);
+        let s = |i: usize| stmon_models::text_column(&b, i);
         let (code, name, level, id, reason) = (s(0)?, s(1)?, s(2)?, s(3)?, s(5)?);
-        let value = crate::float_column(&b, 4)?;
+        let value = stmon_models::float_column(&b, 4)?;
         for r in 0..b.num_rows() {
             names.insert(
                 code.value(r).to_string(),
@@ -216,11 +208,13 @@ pub async fn progress(
     let mut out = Vec::new();
     for (id, ind) in &targets.indicators {
         for (code, target) in &ind.targets {
-            let (name, level) = names.get(code).cloned().ok_or_else(|| {
-                Error::Project(format!(
-                    "targets: {id} has a target for {code}, which is not in the division table"
-                ))
-            })?;
+            let (name, level) = names
+                .get(code)
+                .cloned()
+                .ok_or_else(|| Error::UnknownDivision {
+                    indicator: id.clone(),
+                    code: code.clone(),
+                })?;
             let (value, reason) = match actual.get(&(code.clone(), id.clone())) {
                 Some(v) => v.clone(),
                 None => (
@@ -314,10 +308,7 @@ pub const HEADERS_ZH: [&str; 11] = [
 
 /// Writes the table as CSV (UTF-8 with BOM, so Excel on Windows opens it) and XLSX.
 pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<()> {
-    let io = |p: &Path, e: String| Error::Model {
-        path: p.to_path_buf(),
-        message: e,
-    };
+    let io = |p: &Path, e: String| crate::file_error(p, e);
     let mut w = csv::Writer::from_writer(Vec::from("\u{feff}".as_bytes()));
     w.write_record(HEADERS_ZH)
         .map_err(|e| io(csv_path, e.to_string()))?;
@@ -340,9 +331,9 @@ pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<
     }
     let bytes = w.into_inner().map_err(|e| io(csv_path, e.to_string()))?;
     if let Some(d) = csv_path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| io(d, e.to_string()))?;
+        std::fs::create_dir_all(d).map_err(crate::io_error(d))?;
     }
-    std::fs::write(csv_path, bytes).map_err(|e| io(csv_path, e.to_string()))?;
+    std::fs::write(csv_path, bytes).map_err(crate::io_error(csv_path))?;
 
     use rust_xlsxwriter::{Color, Format, FormatAlign, Workbook};
     let x = |e: rust_xlsxwriter::XlsxError| io(xlsx_path, e.to_string());
@@ -404,7 +395,7 @@ pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<
     sheet.set_column_width(4, 36).map_err(x)?;
     sheet.set_column_width(10, 40).map_err(x)?;
     if let Some(d) = xlsx_path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| io(d, e.to_string()))?;
+        std::fs::create_dir_all(d).map_err(crate::io_error(d))?;
     }
     wb.save(xlsx_path).map_err(x)?;
     Ok(())

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::{Error, Result};
+use stmon_reports::progress::parse_month;
 
 /// A step of a run. [`Step::ALL`] is the order they run in; `as_str` is the
 /// name in a pipeline's `steps:` and in the `step` column of `audit/runs`.
@@ -229,9 +230,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn load(path: &Path, catalog: &stmon_schema::Catalog) -> Result<Pipeline> {
-        let err = |m: String| Error::Project(format!("{}: {m}", path.display()));
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let raw: Raw = serde_yaml_ng::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(crate::io(path))?;
+        let raw: Raw = serde_yaml_ng::from_str(&text).map_err(|e| Error::Pipeline {
+            path: path.to_path_buf(),
+            problems: vec![e.to_string()],
+        })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &str| -> PathBuf {
             let p = PathBuf::from(p);
@@ -296,7 +299,7 @@ impl Pipeline {
             }
         };
         if let Some(a) = &raw.progress.as_of {
-            if a != "latest" && crate::pipeline::parse_month(a, raw.year).is_none() {
+            if a != "latest" && parse_month(a, raw.year).is_none() {
                 problems.push(format!(
                     "progress.as_of: `{a}` (expected latest or a month YYYY-MM of {})",
                     raw.year
@@ -345,18 +348,17 @@ impl Pipeline {
             freshness.rules = f.rules.clone();
         }
         if !problems.is_empty() {
-            return Err(err(format!(
-                "{} problem(s):\n  - {}",
-                problems.len(),
-                problems.join("\n  - ")
-            )));
+            return Err(Error::Pipeline {
+                path: path.to_path_buf(),
+                problems,
+            });
         }
         Ok(Pipeline {
             name: raw.name,
             description: raw.description,
             year: raw.year,
             file: path.to_path_buf(),
-            hash: crate::state::sha256_hex(&[text.as_bytes()]),
+            hash: stmon_models::state::sha256_hex(&[text.as_bytes()]),
             inbox,
             steps: ordered,
             targets,
@@ -368,13 +370,6 @@ impl Pipeline {
             freshness,
         })
     }
-}
-
-/// `YYYY-MM` of the given year → month.
-pub fn parse_month(s: &str, year: i32) -> Option<u32> {
-    let (y, m) = s.split_once('-')?;
-    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
-    (y == year && (1..=12).contains(&m)).then_some(m)
 }
 
 /// `a/b/../c` → `a/c`, lexically (no file system access).

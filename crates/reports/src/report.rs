@@ -7,10 +7,7 @@ use crate::assessment::{Assessment, Table, V};
 use crate::{Error, Result};
 
 fn io(p: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Model {
-        path: p.to_path_buf(),
-        message: e.to_string(),
-    }
+    crate::file_error(p, e)
 }
 
 fn provenance_lines(a: &Assessment) -> Vec<(String, String)> {
@@ -39,10 +36,10 @@ fn provenance_lines(a: &Assessment) -> Vec<(String, String)> {
 /// `<dir>/assessment_<table>.csv` per table (UTF-8 with BOM, Chinese headers,
 /// provenance columns at the end). Returns the paths.
 pub fn write_csv(a: &Assessment, dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(crate::io_error(dir))?;
     let mut out = Vec::new();
     for t in &a.tables {
-        let path = dir.join(format!("assessment_{}.csv", t.name));
+        let path = crate::files::assessment_csv(dir, &t.name);
         let mut w = csv::Writer::from_writer(Vec::from("\u{feff}".as_bytes()));
         let p = &a.provenance;
         let mut head: Vec<String> = t.columns.iter().map(|c| c.1.clone()).collect();
@@ -66,7 +63,7 @@ pub fn write_csv(a: &Assessment, dir: &Path) -> Result<Vec<PathBuf>> {
             w.write_record(&rec).map_err(|e| io(&path, e))?;
         }
         let bytes = w.into_inner().map_err(|e| io(&path, e))?;
-        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+        std::fs::write(&path, bytes).map_err(crate::io_error(&path))?;
         out.push(path);
     }
     Ok(out)
@@ -133,7 +130,7 @@ pub fn write_xlsx(all: &[Assessment], path: &Path) -> Result<()> {
     sheet.set_column_width(0, 28).map_err(x)?;
     sheet.set_column_width(1, 90).map_err(x)?;
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+        std::fs::create_dir_all(d).map_err(crate::io_error(d))?;
     }
     wb.save(path).map_err(x)?;
     Ok(())
@@ -336,7 +333,7 @@ pub fn write_html(all: &[Assessment], path: &Path) -> Result<()> {
     }
     h.push_str("</body></html>\n");
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+        std::fs::create_dir_all(d).map_err(crate::io_error(d))?;
     }
-    std::fs::write(path, h).map_err(|e| io(path, e))
+    std::fs::write(path, h).map_err(crate::io_error(path))
 }
