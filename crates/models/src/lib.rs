@@ -112,6 +112,12 @@ pub enum Error {
     Arrow(Box<arrow::error::ArrowError>),
 }
 
+/// `From` impls that box a wrapped error: `boxed_from!(Variant: Type, …)`
+/// writes `impl From<Type> for Error { … Error::Variant(Box::new(e)) }` for
+/// the `Error` in scope where it is called. Boxing keeps each crate's `Error`
+/// small (clippy's `result_large_err`); the crates above this one use it for
+/// theirs.
+#[macro_export]
 macro_rules! boxed_from {
     ($($variant:ident: $ty:ty),*) => {$(
         impl From<$ty> for Error {

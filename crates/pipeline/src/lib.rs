@@ -190,23 +190,11 @@ impl From<stmon_warehouse::Error> for Error {
     }
 }
 
-impl From<stmon_models::Error> for Error {
-    fn from(e: stmon_models::Error) -> Self {
-        Error::Models(Box::new(e))
-    }
-}
-
-impl From<stmon_reports::Error> for Error {
-    fn from(e: stmon_reports::Error) -> Self {
-        Error::Reports(Box::new(e))
-    }
-}
-
-impl From<datafusion::error::DataFusionError> for Error {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
-        Error::Query(Box::new(e))
-    }
-}
+stmon_models::boxed_from!(
+    Models: stmon_models::Error,
+    Reports: stmon_reports::Error,
+    Query: datafusion::error::DataFusionError
+);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

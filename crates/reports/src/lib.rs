@@ -87,17 +87,7 @@ pub enum Error {
     Arrow(Box<arrow::error::ArrowError>),
 }
 
-macro_rules! boxed_from {
-    ($($variant:ident: $ty:ty),*) => {$(
-        impl From<$ty> for Error {
-            fn from(e: $ty) -> Self {
-                Error::$variant(Box::new(e))
-            }
-        }
-    )*};
-}
-
-boxed_from!(
+stmon_models::boxed_from!(
     Models: stmon_models::Error,
     Warehouse: stmon_warehouse::Error,
     Query: datafusion::error::DataFusionError,

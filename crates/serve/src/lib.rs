@@ -97,23 +97,11 @@ pub enum Error {
     Query(Box<datafusion::error::DataFusionError>),
 }
 
-impl From<stmon_models::Error> for Error {
-    fn from(e: stmon_models::Error) -> Self {
-        Error::Models(Box::new(e))
-    }
-}
-
-impl From<stmon_warehouse::Error> for Error {
-    fn from(e: stmon_warehouse::Error) -> Self {
-        Error::Warehouse(Box::new(e))
-    }
-}
-
-impl From<datafusion::error::DataFusionError> for Error {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
-        Error::Query(Box::new(e))
-    }
-}
+stmon_models::boxed_from!(
+    Models: stmon_models::Error,
+    Warehouse: stmon_warehouse::Error,
+    Query: datafusion::error::DataFusionError
+);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
