@@ -16,8 +16,14 @@
 # 4. compares the two, cell by cell, and the rejected rows: exits 1 if they differ;
 # 5. stmon's nights: `stmon run` with nothing new, then with 1 % of the
 #    enterprise_rd rows as later corrections;
-# 6. prints wall time and peak RSS of each step (/usr/bin/time -v), the ratios
+# 6. with a binary built with `--features cluster` (unless NO_CLUSTER=1): the
+#    models step again on an Apache Ballista cluster on this machine, a
+#    scheduler and 1, then 2 executors (`stmon cluster …`, the same total
+#    task slots: nproc), its indicators compared with the local engine's;
+# 7. prints wall time and peak RSS of each step (/usr/bin/time -v), the ratios
 #    stmon/peer, and the size on disk of both.
+#
+#   STMON_BIN=target/release/stmon …   a cluster build: cargo build --release --features cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -93,6 +99,40 @@ step night_nothing_new "$BIN" "${ST[@]}" run "$WORK/pipeline.yaml"
 NEW=$("$PY" bench/peer/peer.py corrections --data "$DATA/submissions" --share 0.01 --out "$WORK/inbox/night-corrections.csv")
 step night_1pct "$BIN" "${ST[@]}" run "$WORK/pipeline.yaml"
 
+# The cluster: the models step on a Ballista scheduler and N executors, each
+# a process under /usr/bin/time (stopped by a signal to the process, so that
+# time still reports its peak RSS).
+CLUSTER_NS=()
+if [ -z "${NO_CLUSTER:-}" ] && "$BIN" cluster scheduler --help > /dev/null 2>&1; then
+  free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  alive() { python3 -c "import json, urllib.request; print(len(json.load(urllib.request.urlopen('http://127.0.0.1:$1/api/executors', timeout=5))))" 2>/dev/null || echo 0; }
+  stop() { for p in "$@"; do pkill -TERM -P "$p" 2>/dev/null || true; done; for p in "$@"; do wait "$p" 2>/dev/null || true; done; }
+  SP=$(free_port)
+  /usr/bin/time -v -o "$WORK/scheduler.time" "$BIN" cluster scheduler --bind "127.0.0.1:$SP" --external-host 127.0.0.1 > "$WORK/scheduler.out" 2>&1 &
+  SCHED=$!
+  for n in 1 2; do
+    slots=$(( $(nproc) / n )); [ "$slots" -ge 1 ] || slots=1
+    pids=()
+    for i in $(seq 1 "$n"); do
+      /usr/bin/time -v -o "$WORK/executor$n-$i.time" "$BIN" cluster executor --scheduler "127.0.0.1:$SP" \
+        --port "$(free_port)" --grpc-port "$(free_port)" --concurrent-tasks "$slots" \
+        --work-dir "$WORK/executor$n-$i" > "$WORK/executor$n-$i.out" 2>&1 &
+      pids+=($!)
+    done
+    for _ in $(seq 1 120); do [ "$(alive "$SP")" -ge "$n" ] && break; sleep 0.5; done
+    step "cluster${n}_models" "$BIN" "${ST[@]}" models run --engine "ballista://127.0.0.1:$SP"
+    "$BIN" "${ST[@]}" sql --format csv -c \
+      "select year, as_of_month, division_code, indicator_id, value, numerator, denominator, reason from marts.indicators" > "$WORK/cluster$n-indicators.csv"
+    if ! cmp -s <(sort "$WORK/stmon-indicators.csv") <(sort "$WORK/cluster$n-indicators.csv"); then
+      echo "the indicators on $n executor(s) differ from the local engine's" >&2
+      compare=1
+    fi
+    stop "${pids[@]}"
+    CLUSTER_NS+=("$n")
+  done
+  stop "$SCHED"
+fi
+
 # Report.
 t() { awk -v l="$1" '$1 == l {print $2}' "$WORK/times"; }
 m() { awk -v l="$1" '$1 == l {printf "%d", $3 / 1024}' "$WORK/times"; }
@@ -110,6 +150,14 @@ printf '%-34s %10.1f %10d\n' "peer compute (marts.indicators)" "$(t peer_compute
 printf '%-34s %10.1f %10d   %s\n' "stmon models run" "$(t stmon_models)" "$(m stmon_models)" "$(r "$(t stmon_models)" "$(t peer_compute)")"
 printf '%-34s %10.1f %10d   %s of the full run\n' "stmon run, nothing new" "$(t night_nothing_new)" "$(m night_nothing_new)" "$(r "$(t night_nothing_new)" "$full")"
 printf '%-34s %10.1f %10d   %s of the full run\n' "stmon run, 1 % new ($NEW rows)" "$(t night_1pct)" "$(m night_1pct)" "$(r "$(t night_1pct)" "$full")"
+peak() { awk -F': ' '/Maximum resident set size/ {printf "%d", $2 / 1024}' "$1"; }
+for n in "${CLUSTER_NS[@]}"; do
+  ex=""
+  for i in $(seq 1 "$n"); do ex="$ex $(peak "$WORK/executor$n-$i.time")"; done
+  printf '%-34s %10.1f %10d   %s of local models; peak MiB of each executor:%s, of the scheduler: %s\n' \
+    "stmon models, Ballista, $n executor(s)" "$(t "cluster${n}_models")" "$(m "cluster${n}_models")" \
+    "$(r "$(t "cluster${n}_models")" "$(t stmon_models)")" "$ex" "$(peak "$WORK/scheduler.time")"
+done
 printf '%-34s %10d MiB in %d Parquet files\n' "on disk: peer" "$((peer_bytes / 1048576))" "$peer_files"
 printf '%-34s %10d MiB in %d Parquet files   %s\n' "on disk: stmon warehouse" "$((wh_bytes / 1048576))" "$wh_files" "$(r "$wh_bytes" "$peer_bytes")"
 cat "$WORK/compare.out"

@@ -14,6 +14,9 @@ fn main() -> ExitCode {
     if let Some(n) = cmd::worker_threads(&cli) {
         builder.worker_threads(n);
     }
+    if let Some(bytes) = cmd::thread_stack(&cli) {
+        builder.thread_stack_size(bytes);
+    }
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

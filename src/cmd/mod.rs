@@ -1,6 +1,7 @@
 //! Subcommands. Exit codes: 0 ok, 1 data-quality failure (`--strict`), 2 error.
 
 mod assess;
+mod cluster;
 mod explain;
 mod fixtures;
 mod ingest;
@@ -75,6 +76,8 @@ pub enum Command {
     /// Deterministic test data in the contract's format.
     #[command(subcommand)]
     Fixtures(fixtures::FixturesCommand),
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 pub fn init_tracing(cli: &Cli) {
@@ -124,6 +127,14 @@ pub fn project_file(rel: &str) -> PathBuf {
 pub fn load_project(cli: &Cli) -> anyhow::Result<stmon_models::Project> {
     let dir = cli.sql_dir.clone().unwrap_or_else(|| project_file("sql"));
     Ok(stmon_models::Project::load(&dir)?)
+}
+
+/// The stack of each runtime thread, when a command needs more than tokio's.
+pub fn thread_stack(cli: &Cli) -> Option<usize> {
+    // Ballista's scheduler plans and serialises a whole query recursively;
+    // with tokio's 2 MiB a model's plan overflowed the stack of a worker
+    // (Ballista's own scheduler binary runs on 32 MiB stacks, as here).
+    matches!(cli.command, Command::Cluster(_)).then_some(32 << 20)
 }
 
 /// Tokio worker threads, when a command needs other than one per core.
@@ -181,5 +192,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Assess(args) => assess::run(&cli, args).await,
         Command::Explain(args) => explain::run(&cli, args).await,
         Command::Fixtures(c) => fixtures::run(&cli, c),
+        Command::Cluster(c) => cluster::run(c).await,
+    }
+}
+
+/// Why `--engine ballista://…` and `stmon cluster` do nothing in this build.
+#[cfg(not(feature = "cluster"))]
+pub const NO_CLUSTER: &str = "this stmon was built without Apache Ballista; \
+     build it with `cargo build --release --features cluster` (README \"Cluster\")";
+
+/// The engine an `--engine` option or a pipeline's `engine:` names: `local`
+/// (also when not given) or a Ballista scheduler, `ballista://HOST:PORT`,
+/// which must answer.
+pub async fn engine(spec: Option<&str>) -> anyhow::Result<stmon_warehouse::Engine> {
+    match spec {
+        None | Some("local") => Ok(stmon_warehouse::Engine::Local),
+        Some(s) if s.starts_with("ballista://") => {
+            #[cfg(feature = "cluster")]
+            {
+                let e = stmon_cluster::BallistaEngine::connect(s).await?;
+                Ok(stmon_warehouse::Engine::Remote(Arc::new(e)))
+            }
+            #[cfg(not(feature = "cluster"))]
+            anyhow::bail!("engine {s}: {NO_CLUSTER}")
+        }
+        Some(s) => anyhow::bail!("engine {s:?}: expected local or ballista://HOST:PORT"),
     }
 }

@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// Do not run the data tests.
     #[arg(long)]
     pub no_tests: bool,
+    /// Where the models' SQL runs: `local` (this process) or an Apache
+    /// Ballista cluster, `ballista://HOST:PORT` (see `stmon cluster`). The
+    /// tables are written by this process either way.
+    #[arg(long, env = "STMON_ENGINE", default_value = "local")]
+    pub engine: String,
 }
 
 pub async fn run(cli: &super::Cli, c: &ModelsCommand) -> anyhow::Result<ExitCode> {
@@ -71,7 +76,13 @@ pub async fn run(cli: &super::Cli, c: &ModelsCommand) -> anyhow::Result<ExitCode
         }
         ModelsCommand::Run(args) => {
             let catalog = super::load_catalog(cli)?;
-            let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+            let engine = super::engine(Some(&args.engine)).await?;
+            if let stmon_warehouse::Engine::Remote(r) = &engine {
+                println!("models run on {}", r.address());
+            }
+            let wh = Warehouse::open(&cli.warehouse, catalog)
+                .context("opening the warehouse")?
+                .with_engine(engine);
             let code = run_models(&wh, &project, args).await?;
             Ok(code)
         }

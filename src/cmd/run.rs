@@ -46,6 +46,10 @@ pub struct Args {
     /// Rebuild every model even if its inputs did not change.
     #[arg(long)]
     pub full_refresh: bool,
+    /// Where the models and data tests run, over the pipeline's `engine:`:
+    /// `local` or an Apache Ballista cluster, `ballista://HOST:PORT`.
+    #[arg(long, env = "STMON_ENGINE")]
+    pub engine: Option<String>,
 }
 
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -53,10 +57,15 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::load(&args.pipeline, &catalog)?;
     let project = super::load_project(cli)?;
     let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let engine = super::engine(args.engine.as_deref().or(pipeline.engine.as_deref())).await?;
+    if let stmon_warehouse::Engine::Remote(r) = &engine {
+        println!("models and data tests run on {}", r.address());
+    }
     let opts = stmon_pipeline::Options {
         resume: args.resume,
         wait: args.wait.map(Duration::from_secs),
         full_refresh: args.full_refresh,
+        engine,
     };
     let view = View {
         pipeline: &pipeline,

@@ -37,6 +37,10 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Where queries run: `local` (this process) or an Apache Ballista
+    /// cluster, `ballista://HOST:PORT` (see `stmon cluster`).
+    #[arg(long, env = "STMON_ENGINE", default_value = "local")]
+    pub engine: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +70,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         wh
     };
+    let wh = wh.with_engine(super::engine(Some(&args.engine)).await?);
     let ctx = stmon_models::run::session(&wh, &project)
         .await
         .context("opening the warehouse (has `stmon ingest` run?)")?;

@@ -3,6 +3,8 @@
 mod assess;
 mod cases;
 mod cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod common;
 mod crash;
 mod differential;

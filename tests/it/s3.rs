@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -16,7 +16,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -24,8 +24,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn an_s3_warehouse_behaves_like_a_local_one() {
+/// An S3 API on loopback (moto) with the bucket `stmon`: the server (stopped
+/// when dropped) and its endpoint.
+pub(crate) fn moto() -> (Server, String) {
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let server = Server(
@@ -62,18 +63,29 @@ fn an_s3_warehouse_behaves_like_a_local_one() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ALLOW_HTTP", "true"),
+    (server, endpoint)
+}
+
+/// The environment that points stmon (and a cluster's executors) at `endpoint`.
+pub(crate) fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ALLOW_HTTP", "true".into()),
         // A single writer at a time; no DynamoDB lock table on loopback.
-        ("AWS_S3_ALLOW_UNSAFE_RENAME", "true"),
-    ];
+        ("AWS_S3_ALLOW_UNSAFE_RENAME", "true".into()),
+    ]
+}
+
+#[test]
+fn an_s3_warehouse_behaves_like_a_local_one() {
+    let (server, endpoint) = moto();
+    let env = s3_env(&endpoint);
     let stmon = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_stmon"));
-        c.current_dir(repo()).envs(env).args([
+        c.current_dir(repo()).envs(env.clone()).args([
             "--warehouse",
             "s3://stmon/wh",
             "ingest",
@@ -151,7 +163,7 @@ fn an_s3_warehouse_behaves_like_a_local_one() {
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_stmon"))
             .current_dir(repo())
-            .envs(env)
+            .envs(env.clone())
             .args([
                 "--warehouse",
                 "s3://stmon/wh",
@@ -178,7 +190,7 @@ fn an_s3_warehouse_behaves_like_a_local_one() {
     );
     let runs = Command::new(env!("CARGO_BIN_EXE_stmon"))
         .current_dir(repo())
-        .envs(env)
+        .envs(env.clone())
         .args(["--warehouse", "s3://stmon/wh", "runs"])
         .output()
         .unwrap();

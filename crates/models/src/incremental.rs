@@ -412,10 +412,9 @@ async fn restrict_table(
     partitions: &[String],
 ) -> Result<()> {
     let table = wh.table(&TableId::new(&d.layer, &d.name)).await?;
-    table.update_datafusion_session(&ctx.state())?;
     let hidden = format!("delta.model_{}_{}", d.layer, d.name);
     ctx.deregister_table(hidden.as_str())?;
-    ctx.register_table(hidden.as_str(), table.table_provider().await?)?;
+    ctx.register_table(hidden.as_str(), wh.provider(ctx, &table).await?)?;
     ctx.deregister_table(d.to_string().as_str())?;
     ctx.sql(&format!(
         "create view {d} as select * from {hidden} where {}",

@@ -67,8 +67,7 @@ pub async fn register_model(wh: &Warehouse, ctx: &SessionContext, id: &ModelId) 
     if table.version().is_none() {
         return Ok(false);
     }
-    table.update_datafusion_session(&ctx.state())?;
-    let provider = table.table_provider().await?;
+    let provider = wh.provider(ctx, &table).await?;
     let name = id.to_string();
     ctx.deregister_table(name.as_str())?;
     ctx.register_table(name.as_str(), provider)?;
@@ -393,13 +392,13 @@ impl Build<'_> {
         let partial = match &plan {
             crate::incremental::Plan::Whole => {
                 let df = ctx.sql(&m.sql).await.map_err(|e| fail(e.to_string()))?;
+                let props_w = stmon_warehouse::writer_properties_for(df.schema().as_arrow());
+                let (input, state) = wh.write_input(ctx, df).map_err(|e| fail(e.to_string()))?;
                 table
                     .write(Vec::<RecordBatch>::new())
-                    .with_input_plan(df.logical_plan().clone())
-                    .with_writer_properties(stmon_warehouse::writer_properties_for(
-                        df.schema().as_arrow(),
-                    ))
-                    .with_session_state(Arc::new(ctx.state()))
+                    .with_input_plan(input)
+                    .with_writer_properties(props_w)
+                    .with_session_state(state)
                     .with_save_mode(SaveMode::Overwrite)
                     .with_schema_mode(SchemaMode::Overwrite)
                     .with_partition_columns(partition_columns)
@@ -415,13 +414,13 @@ impl Build<'_> {
                     .sql(&format!("select * from {} where false", m.id))
                     .await
                     .map_err(|e| fail(e.to_string()))?;
+                let props_w = stmon_warehouse::writer_properties_for(df.schema().as_arrow());
+                let (input, state) = wh.write_input(ctx, df).map_err(|e| fail(e.to_string()))?;
                 table
                     .write(Vec::<RecordBatch>::new())
-                    .with_input_plan(df.logical_plan().clone())
-                    .with_writer_properties(stmon_warehouse::writer_properties_for(
-                        df.schema().as_arrow(),
-                    ))
-                    .with_session_state(Arc::new(ctx.state()))
+                    .with_input_plan(input)
+                    .with_writer_properties(props_w)
+                    .with_session_state(state)
                     .with_save_mode(SaveMode::Append)
                     .with_commit_properties(props)
                     .await
@@ -443,13 +442,13 @@ impl Build<'_> {
                     .collect();
                 let predicate =
                     datafusion::prelude::col(inputs.partition_by.as_str()).in_list(values, false);
+                let props_w = stmon_warehouse::writer_properties_for(df.schema().as_arrow());
+                let (input, state) = wh.write_input(&sub, df).map_err(|e| fail(e.to_string()))?;
                 table
                     .write(Vec::<RecordBatch>::new())
-                    .with_input_plan(df.logical_plan().clone())
-                    .with_writer_properties(stmon_warehouse::writer_properties_for(
-                        df.schema().as_arrow(),
-                    ))
-                    .with_session_state(Arc::new(sub.state()))
+                    .with_input_plan(input)
+                    .with_writer_properties(props_w)
+                    .with_session_state(state)
                     .with_save_mode(SaveMode::Overwrite)
                     .with_replace_where(predicate)
                     .with_partition_columns(partition_columns)
@@ -487,12 +486,13 @@ impl Build<'_> {
                 .sql(&format!("select * from {} where false", m.id))
                 .await
                 .map_err(|e| fail(e.to_string()))?;
+            let (input, state) = wh.write_input(ctx, df).map_err(|e| fail(e.to_string()))?;
             wh.table(&TableId::new(&m.id.layer, &m.id.name))
                 .await
                 .map_err(|e| fail(e.to_string()))?
                 .write(Vec::<RecordBatch>::new())
-                .with_input_plan(df.logical_plan().clone())
-                .with_session_state(Arc::new(ctx.state()))
+                .with_input_plan(input)
+                .with_session_state(state)
                 .with_save_mode(SaveMode::Append)
                 .with_commit_properties(props)
                 .await

@@ -248,8 +248,7 @@ pub async fn register(wh: &Warehouse, ctx: &SessionContext) -> Result<bool> {
     if table.version().is_none() {
         return Ok(false);
     }
-    table.update_datafusion_session(&ctx.state())?;
-    let provider = table.table_provider().await?;
+    let provider = wh.provider(ctx, &table).await?;
     ctx.deregister_table("audit.runs")?;
     ctx.register_table("audit.runs", provider)?;
     Ok(true)

@@ -66,6 +66,9 @@ pub struct Options {
     pub wait: Option<Duration>,
     /// Rebuild every model even if its inputs did not change.
     pub full_refresh: bool,
+    /// Where the models step runs (the caller resolves the pipeline's
+    /// `engine:` or a command line's `--engine` to it).
+    pub engine: stmon_warehouse::Engine,
 }
 
 /// What a run reports as it goes, in order.
@@ -370,8 +373,8 @@ pub async fn run(
         let result = match step {
             Step::Ingest => steps::ingest(&c).await,
             Step::Freshness => steps::freshness(&c).await,
-            Step::Models => steps::models(&c, opts.full_refresh).await,
-            Step::Tests => steps::tests(&c).await,
+            Step::Models => steps::models(&c, opts.full_refresh, &opts.engine).await,
+            Step::Tests => steps::tests(&c, &opts.engine).await,
             Step::Progress => steps::progress(&c).await,
             Step::Assessment => steps::assessment(&mut c).await,
             Step::Reports => steps::reports(&mut c).await,

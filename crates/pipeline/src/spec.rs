@@ -10,6 +10,7 @@
 //! reports: ../reports
 //! on_test_failure: stop        # or continue
 //! progress: {as_of: latest}    # or YYYY-MM
+//! engine: ballista://10.0.0.5:50050   # where models run; default: local
 //! freshness:
 //!   as_of: today               # or a date: the day lateness is measured on
 //!   rules:
@@ -108,6 +109,8 @@ struct Raw {
     progress: ProgressOptions,
     #[serde(default)]
     freshness: Option<FreshnessRaw>,
+    #[serde(default)]
+    engine: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +229,11 @@ pub struct Pipeline {
     pub ingest: IngestOptions,
     pub progress: ProgressOptions,
     pub freshness: Freshness,
+    /// Where the models step runs its SQL: `local` (`None`, the default)
+    /// or a cluster's address, `ballista://HOST:PORT`. The models, their
+    /// fingerprints and the Delta commits are the same on both; only
+    /// where the rows are computed differs.
+    pub engine: Option<String>,
 }
 
 impl Pipeline {
@@ -347,6 +355,16 @@ impl Pipeline {
             }
             freshness.rules = f.rules.clone();
         }
+        let engine = match raw.engine.as_deref() {
+            None | Some("local") => None,
+            Some(e) if e.starts_with("ballista://") => Some(e.to_string()),
+            Some(e) => {
+                problems.push(format!(
+                    "engine: `{e}` (expected local or ballista://HOST:PORT)"
+                ));
+                None
+            }
+        };
         if !problems.is_empty() {
             return Err(Error::Pipeline {
                 path: path.to_path_buf(),
@@ -368,6 +386,7 @@ impl Pipeline {
             ingest: raw.ingest,
             progress: raw.progress,
             freshness,
+            engine,
         })
     }
 }

@@ -181,7 +181,11 @@ fn partitions_detail(n: usize) -> String {
     }
 }
 
-pub(crate) async fn models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
+pub(crate) async fn models(
+    c: &Ctx<'_>,
+    full_refresh: bool,
+    engine: &stmon_warehouse::Engine,
+) -> StepResult {
     let started = Utc::now();
     let opts = RunOptions {
         no_tests: true,
@@ -189,7 +193,9 @@ pub(crate) async fn models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
         ..Default::default()
     };
     let on = c.on;
-    let report = stmon_models::run::run(c.wh, c.project, &opts, &|e| on(Event::Model(e))).await?;
+    // Only where the SQL runs changes; the writes are this process's.
+    let wh = c.wh.clone().with_engine(engine.clone());
+    let report = stmon_models::run::run(&wh, c.project, &opts, &|e| on(Event::Model(e))).await?;
     let mut rows = Vec::new();
     let (mut built, mut fresh, mut failed) = (0, 0, 0);
     for o in &report.models {
@@ -236,9 +242,11 @@ pub(crate) async fn models(c: &Ctx<'_>, full_refresh: bool) -> StepResult {
     ))
 }
 
-pub(crate) async fn tests(c: &Ctx<'_>) -> StepResult {
+pub(crate) async fn tests(c: &Ctx<'_>, engine: &stmon_warehouse::Engine) -> StepResult {
     let started = Utc::now();
-    let ctx = stmon_models::run::session(c.wh, c.project).await?;
+    // The data tests' queries run where the models do.
+    let wh = c.wh.clone().with_engine(engine.clone());
+    let ctx = stmon_models::run::session(&wh, c.project).await?;
     let mut rows = Vec::new();
     let (mut ran, mut passed_before, mut failed) = (0, 0, 0);
     for m in c.project.tables() {

@@ -44,6 +44,7 @@
 mod batch;
 pub mod checkpoint;
 mod checks;
+mod engine;
 pub mod hash;
 mod inflight;
 pub mod lock;
@@ -54,6 +55,7 @@ pub mod store;
 mod tables;
 
 pub use batch::{BatchReport, FileReport, FileStatus, FormSummary, IngestRequest, Progress};
+pub use engine::{is_remote, Engine, RemoteEngine, SnapshotFile, SnapshotSpec, SnapshotTable};
 pub use maintain::{Compaction, CHECKPOINT_EVERY, SMALL_FILES, SMALL_FILE_BYTES, TINY_FILE_BYTES};
 pub use session::{
     current_from_decisions_sql, current_view_sql, in_list, plan_read_only, read_only_sql,
@@ -101,6 +103,9 @@ pub enum Error {
     /// Storing a batch's rows failed; the batch is not committed.
     #[error("{0}")]
     Write(String),
+    /// A remote engine refused a session.
+    #[error("engine {engine}: {message}")]
+    Engine { engine: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -152,7 +152,7 @@ pub(crate) async fn stored_prune_by<'f>(
 /// A session with the warehouse's query planner and, when `limit` is given,
 /// a memory pool of that many bytes for the operators that track memory;
 /// nothing registered.
-fn bare_session(limit: Option<usize>) -> Result<SessionContext> {
+pub(crate) fn bare_session(limit: Option<usize>) -> Result<SessionContext> {
     let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
     let mut config = datafusion::prelude::SessionConfig::new();
     if let Some(limit) = limit {
@@ -290,7 +290,7 @@ impl Warehouse {
         &self,
         limit: impl Into<Option<usize>>,
     ) -> Result<SessionContext> {
-        let ctx = bare_session(limit.into())?;
+        let ctx = self.engine_session(limit.into())?;
         self.register(&ctx).await?;
         Ok(ctx)
     }
@@ -395,10 +395,10 @@ impl Warehouse {
         if table.version().is_none() {
             return Ok(false);
         }
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(delta)?;
-        let provider = table.table_provider().await?;
+        let provider = self.provider(ctx, &table).await.map_err(|e| match e {
+            Error::Delta { source, .. } => delta(source),
+            e => e,
+        })?;
         let name = id.session_name();
         ctx.deregister_table(name.as_str())?;
         ctx.register_table(name.as_str(), provider)?;

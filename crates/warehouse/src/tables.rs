@@ -69,6 +69,8 @@ pub struct Warehouse {
     /// The tables one batch has open (see [`Warehouse::for_one_batch`]);
     /// `None`: every [`Warehouse::table`] reads the table's log.
     handles: Option<Handles>,
+    /// Where sessions run their queries ([`crate::Engine`]).
+    pub(crate) engine: crate::Engine,
 }
 
 /// Open tables by id, each at the version it was read at (a write of the
@@ -232,6 +234,7 @@ impl Warehouse {
             catalog,
             pins: None,
             handles: None,
+            engine: crate::Engine::Local,
         })
     }
 
