@@ -8,7 +8,7 @@
 #   DIR=/big/disk bench/scale.sh national                  where the data and warehouses go
 #   KEEP=1 bench/scale.sh …                                keep the warehouse and the peer's files
 #
-# 1. builds release (unless STMON_BIN), makes the peer's venv (DuckDB pinned in
+# 1. builds release with the cluster feature (unless STMON_BIN), makes the peer's venv (DuckDB pinned in
 #    bench/peer/requirements.txt) and generates the fixtures once (seed 2023);
 # 2. the peer: `load` (every form typed and validated into Parquet plus a
 #    quarantine) and `compute` (marts.indicators with stmon's model SQL);
@@ -32,7 +32,7 @@ case "$SCALE" in shaoxing|province|national) ;; *) echo "usage: bench/scale.sh [
 DIR=${DIR:-$ROOT/target/bench-$SCALE}
 mkdir -p "$DIR"
 if [ -z "${STMON_BIN:-}" ]; then
-  cargo build --release --quiet --bin stmon
+  cargo build --release --quiet --bin stmon --features cluster
   STMON_BIN=$ROOT/target/release/stmon
 fi
 BIN=$STMON_BIN
@@ -103,13 +103,16 @@ step night_1pct "$BIN" "${ST[@]}" run "$WORK/pipeline.yaml"
 # a process under /usr/bin/time (stopped by a signal to the process, so that
 # time still reports its peak RSS).
 CLUSTER_NS=()
-if [ -z "${NO_CLUSTER:-}" ] && "$BIN" cluster scheduler --help > /dev/null 2>&1; then
+if [ -z "${NO_CLUSTER:-}" ] && "$BIN" --version | grep -q '(cluster)'; then
   free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
   alive() { python3 -c "import json, urllib.request; print(len(json.load(urllib.request.urlopen('http://127.0.0.1:$1/api/executors', timeout=5))))" 2>/dev/null || echo 0; }
   stop() { for p in "$@"; do pkill -TERM -P "$p" 2>/dev/null || true; done; for p in "$@"; do wait "$p" 2>/dev/null || true; done; }
   SP=$(free_port)
   /usr/bin/time -v -o "$WORK/scheduler.time" "$BIN" cluster scheduler --bind "127.0.0.1:$SP" --external-host 127.0.0.1 > "$WORK/scheduler.out" 2>&1 &
   SCHED=$!
+  # What the local engine gives on the warehouse as the nights left it.
+  "$BIN" "${ST[@]}" sql --format csv -c \
+    "select year, as_of_month, division_code, indicator_id, value, numerator, denominator, reason from marts.indicators" > "$WORK/local-indicators.csv"
   for n in 1 2; do
     slots=$(( $(nproc) / n )); [ "$slots" -ge 1 ] || slots=1
     pids=()
@@ -123,7 +126,27 @@ if [ -z "${NO_CLUSTER:-}" ] && "$BIN" cluster scheduler --help > /dev/null 2>&1;
     step "cluster${n}_models" "$BIN" "${ST[@]}" models run --engine "ballista://127.0.0.1:$SP"
     "$BIN" "${ST[@]}" sql --format csv -c \
       "select year, as_of_month, division_code, indicator_id, value, numerator, denominator, reason from marts.indicators" > "$WORK/cluster$n-indicators.csv"
-    if ! cmp -s <(sort "$WORK/stmon-indicators.csv") <(sort "$WORK/cluster$n-indicators.csv"); then
+    # The same rows; a double may differ in its last bits (the cluster adds
+    # partial sums in another order), as in tests/it/cluster.rs.
+    if ! python3 - "$WORK/local-indicators.csv" "$WORK/cluster$n-indicators.csv" > "$WORK/cluster$n-compare.out" <<'PY'
+import csv, sys
+def rows(p):
+    return sorted(csv.reader(open(p, newline="")))
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+def same(x, y):
+    if x == y:
+        return True
+    try:
+        fx, fy = float(x), float(y)
+    except ValueError:
+        return False
+    return abs(fx - fy) <= 1e-12 * max(abs(fx), abs(fy))
+bad = len(a) != len(b) or any(not same(x, y) for r, s in zip(a, b) for x, y in zip(r, s))
+last = sum(x != y for r, s in zip(a, b) for x, y in zip(r, s))
+print(f"{len(b)} indicator rows, {last} cell(s) differing in the last bits of a double" if not bad else "DIFFERENT")
+sys.exit(1 if bad else 0)
+PY
+    then
       echo "the indicators on $n executor(s) differ from the local engine's" >&2
       compare=1
     fi
@@ -155,8 +178,9 @@ for n in "${CLUSTER_NS[@]}"; do
   ex=""
   for i in $(seq 1 "$n"); do ex="$ex $(peak "$WORK/executor$n-$i.time")"; done
   printf '%-34s %10.1f %10d   %s of local models; peak MiB of each executor:%s, of the scheduler: %s\n' \
-    "stmon models, Ballista, $n executor(s)" "$(t "cluster${n}_models")" "$(m "cluster${n}_models")" \
+    "stmon models on Ballista, ${n} exec." "$(t "cluster${n}_models")" "$(m "cluster${n}_models")" \
     "$(r "$(t "cluster${n}_models")" "$(t stmon_models)")" "$ex" "$(peak "$WORK/scheduler.time")"
+  echo "  against the local engine: $(cat "$WORK/cluster$n-compare.out")"
 done
 printf '%-34s %10d MiB in %d Parquet files\n' "on disk: peer" "$((peer_bytes / 1048576))" "$peer_files"
 printf '%-34s %10d MiB in %d Parquet files   %s\n' "on disk: stmon warehouse" "$((wh_bytes / 1048576))" "$wh_files" "$(r "$wh_bytes" "$peer_bytes")"

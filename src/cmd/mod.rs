@@ -19,13 +19,20 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// `stmon --version`: the version, and whether this build has Apache
+/// Ballista (`--features cluster`), which scripts check (bench/scale.sh).
+#[cfg(feature = "cluster")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (cluster)");
+#[cfg(not(feature = "cluster"))]
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// stmon — statistical monitoring of science & technology progress.
 ///
 /// Submissions (CSV/XLSX, UTF-8 or GB18030, English or Chinese headers) are
 /// validated and loaded into a Delta Lake warehouse; later layers turn them
 /// into indicators per county and into the year-end rankings.
 #[derive(Parser, Debug)]
-#[command(name = "stmon", version, about, long_about)]
+#[command(name = "stmon", version = VERSION, about, long_about)]
 pub struct Cli {
     /// Warehouse location: a local folder or an object-store URL (s3://bucket/prefix).
     #[arg(
