@@ -1,5 +1,5 @@
 //! `stmon cluster scheduler|executor`: an Apache Ballista cluster for
-//! `--engine ballista://HOST:PORT` (README "Cluster").
+//! `--engine ballista://HOST:PORT` (README "Beyond one machine").
 
 use std::process::ExitCode;
 

@@ -206,7 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Why `--engine ballista://…` and `stmon cluster` do nothing in this build.
 #[cfg(not(feature = "cluster"))]
 pub const NO_CLUSTER: &str = "this stmon was built without Apache Ballista; \
-     build it with `cargo build --release --features cluster` (README \"Cluster\")";
+     build it with `cargo build --release --features cluster` (README \"Beyond one machine\")";
 
 /// The engine an `--engine` option or a pipeline's `engine:` names: `local`
 /// (also when not given) or a Ballista scheduler, `ballista://HOST:PORT`,

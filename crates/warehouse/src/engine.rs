@@ -45,16 +45,6 @@ pub enum Engine {
     Remote(Arc<dyn RemoteEngine>),
 }
 
-impl Engine {
-    /// `local`, or the remote engine's address (`ballista://host:port`).
-    pub fn name(&self) -> String {
-        match self {
-            Engine::Local => "local".into(),
-            Engine::Remote(r) => r.address(),
-        }
-    }
-}
-
 /// A query engine outside this process: it hands out sessions whose plans
 /// run there. Tables registered in them must be [`SnapshotTable`]s or
 /// in-memory tables (see the module documentation).
@@ -307,7 +297,7 @@ impl TableProvider for SnapshotTable {
 pub(crate) struct RemoteSession;
 
 /// Whether `ctx` runs its queries on a remote engine.
-pub fn is_remote(ctx: &SessionContext) -> bool {
+pub(crate) fn is_remote(ctx: &SessionContext) -> bool {
     ctx.state()
         .config()
         .get_extension::<RemoteSession>()
@@ -319,10 +309,6 @@ impl Warehouse {
     pub fn with_engine(mut self, engine: Engine) -> Self {
         self.engine = engine;
         self
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     /// What `ctx` reads `table` through: its Delta provider, or on a remote

@@ -55,7 +55,7 @@ pub mod store;
 mod tables;
 
 pub use batch::{BatchReport, FileReport, FileStatus, FormSummary, IngestRequest, Progress};
-pub use engine::{is_remote, Engine, RemoteEngine, SnapshotFile, SnapshotSpec, SnapshotTable};
+pub use engine::{Engine, RemoteEngine, SnapshotFile, SnapshotSpec, SnapshotTable};
 pub use maintain::{Compaction, CHECKPOINT_EVERY, SMALL_FILES, SMALL_FILE_BYTES, TINY_FILE_BYTES};
 pub use session::{
     current_from_decisions_sql, current_view_sql, in_list, plan_read_only, read_only_sql,
