@@ -99,6 +99,12 @@ step night_nothing_new "$BIN" "${ST[@]}" run "$WORK/pipeline.yaml"
 NEW=$("$PY" bench/peer/peer.py corrections --data "$DATA/submissions" --share 0.01 --out "$WORK/inbox/night-corrections.csv")
 step night_1pct "$BIN" "${ST[@]}" run "$WORK/pipeline.yaml"
 
+# On disk as the nights left it: the cluster's rebuilds below add files.
+peer_bytes=$(du -sb "$PEER/raw" | cut -f1)
+peer_files=$(find "$PEER/raw" -type f | wc -l)
+wh_bytes=$(du -sb "$WH" | cut -f1)
+wh_files=$(find "$WH" -type f -name '*.parquet' | wc -l)
+
 # The cluster: the models step on a Ballista scheduler and N executors, each
 # a process under /usr/bin/time (stopped by a signal to the process, so that
 # time still reports its peak RSS).
@@ -161,10 +167,6 @@ t() { awk -v l="$1" '$1 == l {print $2}' "$WORK/times"; }
 m() { awk -v l="$1" '$1 == l {printf "%d", $3 / 1024}' "$WORK/times"; }
 r() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f×", $1 / $2; else print "–" }'; }
 full=$(echo "$(t stmon_ingest) $(t stmon_models)" | awk '{print $1 + $2}')
-peer_bytes=$(du -sb "$PEER/raw" | cut -f1)
-peer_files=$(find "$PEER/raw" -type f | wc -l)
-wh_bytes=$(du -sb "$WH" | cut -f1)
-wh_files=$(find "$WH" -type f -name '*.parquet' | wc -l)
 echo
 printf '%-34s %10s %10s   %s\n' "step" "wall s" "peak MiB" "stmon/peer"
 printf '%-34s %10.1f %10d\n' "peer load (validated, to Parquet)" "$(t peer_load)" "$(m peer_load)"
@@ -183,7 +185,7 @@ for n in "${CLUSTER_NS[@]}"; do
   echo "  against the local engine: $(cat "$WORK/cluster$n-compare.out")"
 done
 printf '%-34s %10d MiB in %d Parquet files\n' "on disk: peer" "$((peer_bytes / 1048576))" "$peer_files"
-printf '%-34s %10d MiB in %d Parquet files   %s\n' "on disk: stmon warehouse" "$((wh_bytes / 1048576))" "$wh_files" "$(r "$wh_bytes" "$peer_bytes")"
+printf '%-34s %10d MiB in %d Parquet files   %s (after the nights)\n' "on disk: stmon warehouse" "$((wh_bytes / 1048576))" "$wh_files" "$(r "$wh_bytes" "$peer_bytes")"
 cat "$WORK/compare.out"
 if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; fi
 exit $compare
