@@ -153,7 +153,8 @@ def typed_expr(c, x):
     """SQL of the value of cell x (trimmed text, not blank), null when it does not parse."""
     t = c["type"]
     if t == "text":
-        return x
+        n = c.get("max_length")
+        return x if n is None else f"case when length({x}) <= {n} then {x} end"
     if t == "credit_code":
         u = f"upper({x})"
         checksum = " + ".join(
@@ -200,7 +201,8 @@ def reason_expr(c, x, v):
     """SQL of why cell x (not blank) with value v is rejected, or null."""
     t = c["type"]
     if t == "text":
-        return "null"
+        n = c.get("max_length")
+        return "null" if n is None else f"case when length({x}) > {n} then 'longer than {n} characters' end"
     if t == "county_code":
         n = c["name"]
         return (

@@ -226,3 +226,28 @@ pub async fn engine(spec: Option<&str>) -> anyhow::Result<stmon_warehouse::Engin
         Some(s) => anyhow::bail!("engine {s:?}: expected local or ballista://HOST:PORT"),
     }
 }
+
+/// Takes the warehouse's run lock for a command that writes outside `stmon
+/// run` (`stmon ingest`, `stmon models run`): one writer at a time, as for
+/// runs. With `wait`, waits up to that many seconds; without, fails at once
+/// naming the holder (exit 2).
+pub async fn lock_for(
+    wh: &stmon_warehouse::Warehouse,
+    command: &str,
+    wait: Option<u64>,
+) -> anyhow::Result<stmon_warehouse::lock::RunLock> {
+    let id = format!(
+        "{}-{}",
+        command.replace(' ', "-"),
+        uuid::Uuid::now_v7().simple()
+    );
+    let lock = wh
+        .lock_run(
+            &id,
+            &format!("stmon {command}"),
+            wait.map(std::time::Duration::from_secs),
+            &|holder| eprintln!("waiting for the warehouse lock, held by {holder} …"),
+        )
+        .await?;
+    Ok(lock)
+}

@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// tables are written by this process either way.
     #[arg(long, env = "STMON_ENGINE", default_value = "local")]
     pub engine: String,
+    /// If a run or ingest holds the warehouse lock, wait for it (up to SECS,
+    /// default 1 hour); without, exit 2 naming the holder.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "3600")]
+    pub wait: Option<u64>,
 }
 
 pub async fn run(cli: &super::Cli, c: &ModelsCommand) -> anyhow::Result<ExitCode> {
@@ -83,8 +87,10 @@ pub async fn run(cli: &super::Cli, c: &ModelsCommand) -> anyhow::Result<ExitCode
             let wh = Warehouse::open(&cli.warehouse, catalog)
                 .context("opening the warehouse")?
                 .with_engine(engine);
-            let code = run_models(&wh, &project, args).await?;
-            Ok(code)
+            let lock = super::lock_for(&wh, "models run", args.wait).await?;
+            let code = run_models(&wh, &project, args).await;
+            lock.release().await?;
+            code
         }
     }
 }

@@ -203,3 +203,89 @@ fn a_file_that_fails_half_way_loads_nothing() {
         vec![row(&["0"])]
     );
 }
+
+/// A file past a limit of one file (here a CSV record longer than
+/// `record_bytes`, after two good rows) is rejected whole: the rows it had
+/// yielded stay out of every view even when they reached the raw table, the
+/// reason names the limit, and the next run does not read it again.
+#[test]
+fn a_file_past_a_limit_is_rejected_whole_and_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let file = inbox.join("zones.csv");
+    let zone = |id: &str, name: &str| {
+        format!("2023,{id},{name},省级,330602,12000,1000,600,50,30,20,3,2024-01-10 09:00\n")
+    };
+    // 400 good rows (more than the reader's buffers hold, so that some reach
+    // the table before the limit is met), then a record of 3,000 bytes.
+    let good: String = (1..=400).map(|i| zone(&format!("Z{i}"), "甲")).collect();
+    std::fs::write(
+        &file,
+        format!(
+            "报告期,园区编号,园区名称,级别,所在区县代码,用地面积(亩),营业收入,工业增加值,税收,综合能耗(吨标准煤),R&D经费支出,高新技术企业数,填报时间\n{good}{}",
+            zone("Z401", &"x".repeat(3_000))
+        ),
+    )
+    .unwrap();
+    let wh_dir = dir.path().join("wh");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wh = warehouse(&wh_dir);
+    let mut req = stmon_warehouse::IngestRequest::new(vec![file.clone()]);
+    req.chunk_rows = 10;
+    req.commit_rows = 100;
+    req.limits.record_bytes = 2_000;
+    let r = rt.block_on(wh.ingest(&req, &|_| {})).unwrap();
+    assert_eq!(r.files[0].status, stmon_warehouse::FileStatus::Rejected);
+    assert_eq!(
+        r.files[0].message.as_deref(),
+        Some("line 402: a CSV record longer than 2,000 bytes (limit record_bytes)")
+    );
+    let stored = rt.block_on(query(&wh, "select count(*) from delta.raw_zone_report"));
+    let stored: u64 = stored[0][0].parse().unwrap();
+    assert!(
+        stored > 0 && stored < 400,
+        "{stored} good rows reached the table"
+    );
+    for view in ["raw.zone_report", "current.zone_report"] {
+        assert_eq!(
+            rt.block_on(query(&wh, &format!("select count(*) from {view}"))),
+            vec![row(&["0"])],
+            "{view}"
+        );
+    }
+    assert_eq!(
+        rt.block_on(query(
+            &wh,
+            "select row_number, reason from audit.quarantine"
+        )),
+        vec![row(&[
+            "NULL",
+            "line 402: a CSV record longer than 2,000 bytes (limit record_bytes)"
+        ])]
+    );
+    // The CLI with its default limits: the file is known, not read again.
+    let out = stmon(&wh_dir)
+        .args(["ingest", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("nothing new to ingest"), "{text}");
+    // A limit set too low on the command line names what it takes.
+    let out = stmon(&wh_dir)
+        .args(["ingest", "--limit", "rows=5", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "--limit `rows=5`: unknown limit `rows` (known: columns, cell_chars, record_bytes,"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -17,3 +17,4 @@ mod s3;
 mod same_period;
 mod serve;
 mod shell;
+mod writers;

@@ -16,5 +16,7 @@
 pub mod cell;
 pub mod credit_code;
 pub mod parse;
+pub mod quote;
 
 pub use cell::Cell;
+pub use quote::{prefix, quote};

@@ -4,6 +4,8 @@
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime};
 use rust_decimal::prelude::*;
 
+use crate::quote;
+
 /// Amount and decimal columns are stored as integers scaled by 10^4
 /// (万元 with four decimals: exact to one yuan).
 pub const SCALE: u32 = 4;
@@ -26,36 +28,39 @@ pub fn decimal(s: &str) -> Result<i128, String> {
     } else {
         Decimal::from_str(&t)
     };
-    let d = parsed.map_err(|_| format!("not a number: '{}'", s.trim()))?;
-    let scaled = (d * Decimal::from(10i64.pow(SCALE)))
-        .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
-    scaled
+    let d = parsed.map_err(|_| format!("not a number: {}", quote(s.trim())))?;
+    let range = || format!("number out of range: {}", quote(s.trim()));
+    // Checked: `*` panics past Decimal's 96 bits (a 29-digit cell did).
+    d.checked_mul(Decimal::from(10i64.pow(SCALE)))
+        .ok_or_else(range)?
+        .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
         .to_i128()
-        .ok_or_else(|| format!("number out of range: '{}'", s.trim()))
+        .ok_or_else(range)
 }
 
 /// An amount in 万元: a decimal `>= 0`, scaled by 10^4.
 pub fn amount(s: &str) -> Result<i128, String> {
     let v = decimal(s)?;
     if v < 0 {
-        return Err(format!("amount must be >= 0, got '{}'", s.trim()));
+        return Err(format!("amount must be >= 0, got {}", quote(s.trim())));
     }
     Ok(v)
 }
 
 /// A count: an integer `>= 0` (`1,200` and `12.0` are accepted).
 pub fn count(s: &str) -> Result<i64, String> {
-    let v = decimal(s).map_err(|_| format!("not a count: '{}'", s.trim()))?;
+    let v = decimal(s).map_err(|_| format!("not a count: {}", quote(s.trim())))?;
     if v % 10i128.pow(SCALE) != 0 {
         return Err(format!(
-            "a count must be a whole number, got '{}'",
-            s.trim()
+            "a count must be a whole number, got {}",
+            quote(s.trim())
         ));
     }
     if v < 0 {
-        return Err(format!("a count must be >= 0, got '{}'", s.trim()));
+        return Err(format!("a count must be >= 0, got {}", quote(s.trim())));
     }
-    i64::try_from(v / 10i128.pow(SCALE)).map_err(|_| format!("count out of range: '{}'", s.trim()))
+    i64::try_from(v / 10i128.pow(SCALE))
+        .map_err(|_| format!("count out of range: {}", quote(s.trim())))
 }
 
 /// `Y`/`N`, `是`/`否`, `true`/`false`, `1`/`0`, any letter case.
@@ -64,8 +69,8 @@ pub fn boolean(s: &str) -> Result<bool, String> {
         "y" | "是" | "true" | "1" => Ok(true),
         "n" | "否" | "false" | "0" => Ok(false),
         _ => Err(format!(
-            "not a yes/no value (Y/N, 是/否, true/false, 1/0): '{}'",
-            s.trim()
+            "not a yes/no value (Y/N, 是/否, true/false, 1/0): {}",
+            quote(s.trim())
         )),
     }
 }
@@ -85,13 +90,13 @@ pub fn date(s: &str) -> Result<NaiveDate, String> {
         [y, m, d] if t.split('-').count() == 3 || t.split('/').count() == 3 => ymd(y, m, d),
         _ => None,
     }
-    .ok_or_else(|| format!("not a date (YYYY-MM-DD): '{t}'"))
+    .ok_or_else(|| format!("not a date (YYYY-MM-DD): {}", quote(t)))
 }
 
 /// `YYYY-MM-DD HH:MM[:SS]` (also with `/` or `T`), local time without zone.
 pub fn timestamp(s: &str) -> Result<NaiveDateTime, String> {
     let t = s.trim();
-    let err = || format!("not a timestamp (YYYY-MM-DD HH:MM[:SS]): '{t}'");
+    let err = || format!("not a timestamp (YYYY-MM-DD HH:MM[:SS]): {}", quote(t));
     let (d, time) = t.split_once([' ', 'T']).ok_or_else(err)?;
     let d = date(d).map_err(|_| err())?;
     let time = time.trim();
@@ -111,7 +116,7 @@ pub fn period_month(s: &str) -> Result<String, String> {
         );
         (1..=12).contains(&m).then(|| format!("{y:04}-{m:02}"))
     });
-    ok.ok_or_else(|| format!("not a monthly period (YYYY-MM): '{t}'"))
+    ok.ok_or_else(|| format!("not a monthly period (YYYY-MM): {}", quote(t)))
 }
 
 /// A quarterly period `YYYY-Qn` or `YYYYQn`, any case, normalised to `YYYY-Qn`.
@@ -125,7 +130,7 @@ pub fn period_quarter(s: &str) -> Result<String, String> {
         );
         (1..=4).contains(&q).then(|| format!("{y:04}-Q{q}"))
     });
-    ok.ok_or_else(|| format!("not a quarterly period (YYYY-Qn): '{}'", s.trim()))
+    ok.ok_or_else(|| format!("not a quarterly period (YYYY-Qn): {}", quote(s.trim())))
 }
 
 /// An annual period `YYYY`.
@@ -135,7 +140,7 @@ pub fn period_year(s: &str) -> Result<String, String> {
     if t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()) {
         Ok(t.to_string())
     } else {
-        Err(format!("not an annual period (YYYY): '{}'", s.trim()))
+        Err(format!("not an annual period (YYYY): {}", quote(s.trim())))
     }
 }
 

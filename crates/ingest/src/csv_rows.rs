@@ -9,6 +9,12 @@
 //! every row was "line 1", and blank lines before a row were not counted.
 //! [`LineIndex`] numbers lines itself, on the decoded bytes the parser reads:
 //! `\n`, `\r\n` and a lone `\r` each end a line, as in an editor.
+//!
+//! The same pass bounds what one record may cost: the `csv` parser keeps a
+//! whole record in memory, so [`LineIndex`] follows its quoting (a `"` opens
+//! a quoted cell only as a cell's first character; `""` inside one is a
+//! quote) and stops the read at a record, a cell or a column count past
+//! [`Limits`], before the parser has buffered it.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -20,18 +26,21 @@ use std::rc::Rc;
 use encoding_rs_io::DecodeReaderBytesBuilder;
 use stmon_core::Cell;
 
+use crate::limits::{Limits, ReadError, TooLarge};
 use crate::source::Encoding;
 
 /// Streams the records of a CSV file to `on_row(line_number, cells)`; the line
 /// number is the one an editor shows for the record's first line (the header
 /// is row 1; a quoted cell with line breaks makes its record span several
 /// lines, and the next record's number counts them). Blank lines and rows
-/// whose cells are all blank are skipped.
-pub fn for_each_row(
+/// whose cells are all blank are skipped. A record past one of `limits`
+/// stops the read with [`ReadError::TooLarge`].
+pub(crate) fn for_each_row(
     path: &Path,
     encoding: Encoding,
+    limits: &Limits,
     on_row: impl FnMut(u64, Vec<Cell>) -> Result<bool, String>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let enc = match encoding {
         Encoding::Gb18030 => encoding_rs::GB18030,
@@ -43,15 +52,16 @@ pub fn for_each_row(
         .encoding(Some(enc))
         .bom_sniffing(true)
         .build(file);
-    read_records(decoded, on_row)
+    read_records(decoded, limits, on_row)
 }
 
 /// The records of decoded CSV text, numbered by [`LineIndex`].
 pub(crate) fn read_records<R: Read>(
     text: R,
+    limits: &Limits,
     mut on_row: impl FnMut(u64, Vec<Cell>) -> Result<bool, String>,
-) -> Result<(), String> {
-    let (reader, lines) = LineIndex::new(text);
+) -> Result<(), ReadError> {
+    let (reader, lines) = LineIndex::new(text, limits);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -72,8 +82,11 @@ pub(crate) fn read_records<R: Read>(
                 }
             }
             Err(e) => {
+                if let Some(too_large) = lines.too_large() {
+                    return Err(too_large.into());
+                }
                 let line = e.position().map(|p| lines.line_at(p.byte())).unwrap_or(0);
-                return Err(format!("CSV syntax error near line {line}: {e}"));
+                return Err(format!("CSV syntax error near line {line}: {e}").into());
             }
         }
     }
@@ -89,6 +102,20 @@ pub(crate) struct LineIndex<R> {
 /// The other half of a [`LineIndex`]: asks for the line of a record.
 pub(crate) struct LineLookup(Rc<RefCell<Lines>>);
 
+/// Where the parser is in a record, as `csv` quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Quoting {
+    /// At a cell's first character.
+    #[default]
+    CellStart,
+    /// In a cell that did not begin with a quote.
+    Plain,
+    /// In a quoted cell.
+    Quoted,
+    /// Just after a quote in a quoted cell: `"` makes a literal quote.
+    QuoteInQuoted,
+}
+
 #[derive(Default)]
 struct Lines {
     /// Decoded bytes seen so far.
@@ -100,13 +127,81 @@ struct Lines {
     /// (offset, line) of every non-blank line start the parser has not yet
     /// passed: at most a read buffer's worth, however long the file.
     starts: VecDeque<(u64, u64)>,
+    limits: Limits,
+    quoting: Quoting,
+    /// Bytes of the record so far, 0 between records.
+    record_bytes: u64,
+    /// Line the record began on.
+    record_line: u64,
+    /// Characters of the cell so far (quotes included), and its column from 1.
+    cell_chars: usize,
+    column: usize,
+    too_large: Option<TooLarge>,
+}
+
+impl Lines {
+    /// Follows one decoded byte through the record; false past a limit.
+    fn meter(&mut self, b: u8) -> bool {
+        let ends_line = b == b'\r' || b == b'\n';
+        if self.record_bytes == 0 {
+            if ends_line {
+                return true;
+            }
+            self.record_line = self.line;
+            self.column = 1;
+        }
+        self.quoting = match (self.quoting, b) {
+            (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+            (Quoting::Quoted, _) => Quoting::Quoted,
+            (Quoting::CellStart, b'"') | (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
+            (_, b',') => {
+                self.column += 1;
+                self.cell_chars = 0;
+                if self.column > self.limits.columns {
+                    self.too_large = Some(TooLarge::Columns {
+                        at: format!("line {}", self.record_line),
+                        limit: self.limits.columns,
+                    });
+                    return false;
+                }
+                Quoting::CellStart
+            }
+            (_, _) if ends_line => {
+                self.record_bytes = 0;
+                self.cell_chars = 0;
+                return true;
+            }
+            (_, _) => Quoting::Plain,
+        };
+        self.record_bytes += 1;
+        // A character is counted at its first byte.
+        if b & 0xC0 != 0x80 && b != b',' {
+            self.cell_chars += 1;
+        }
+        if self.record_bytes > self.limits.record_bytes {
+            self.too_large = Some(TooLarge::Record {
+                line: self.record_line,
+                limit: self.limits.record_bytes,
+            });
+            return false;
+        }
+        if self.cell_chars > self.limits.cell_chars {
+            self.too_large = Some(TooLarge::Cell {
+                at: format!("line {}, column {}", self.record_line, self.column),
+                limit: self.limits.cell_chars,
+            });
+            return false;
+        }
+        true
+    }
 }
 
 impl<R: Read> LineIndex<R> {
-    pub(crate) fn new(inner: R) -> (Self, LineLookup) {
+    pub(crate) fn new(inner: R, limits: &Limits) -> (Self, LineLookup) {
         let state = Rc::new(RefCell::new(Lines {
             line: 1,
             at_line_start: true,
+            limits: *limits,
             ..Lines::default()
         }));
         (
@@ -124,6 +219,9 @@ impl<R: Read> Read for LineIndex<R> {
         let n = self.inner.read(buf)?;
         let mut s = self.state.borrow_mut();
         for &b in &buf[..n] {
+            if !s.meter(b) {
+                return Err(std::io::Error::other("a limit of one record"));
+            }
             match b {
                 b'\r' => {
                     s.line += 1;
@@ -152,6 +250,11 @@ impl<R: Read> Read for LineIndex<R> {
 }
 
 impl LineLookup {
+    /// The limit the read stopped at, if it did.
+    pub(crate) fn too_large(&self) -> Option<TooLarge> {
+        self.0.borrow().too_large.clone()
+    }
+
     /// The line of a record the parser began at byte `at`: the first non-blank
     /// line that starts there or after (the parser skips line ends and blank
     /// lines before a record). Records are asked for in file order, so the
@@ -174,7 +277,7 @@ mod tests {
 
     fn lines_of(text: &[u8]) -> Vec<(u64, String)> {
         let mut out = Vec::new();
-        read_records(text, |line, cells| {
+        read_records(text, &Limits::default(), |line, cells| {
             out.push((line, cells[0].display()));
             Ok(true)
         })
@@ -199,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_line_longer_than_the_read_buffer_keeps_the_count() {
-        let long = "x".repeat(100_000);
+        let long = "x".repeat(30_000); // under the cell limit, over any buffer
         let text = format!("h,x\r\n{long},1\r\n\r\nb,2\r\n");
         let lines: Vec<u64> = lines_of(text.as_bytes()).iter().map(|r| r.0).collect();
         assert_eq!(lines, vec![1, 2, 4]);

@@ -29,10 +29,15 @@
 
 mod arrow_rows;
 mod csv_rows;
+mod limits;
 mod source;
 mod validate;
 mod xlsx;
 
+#[cfg(test)]
+mod fuzz_test;
+#[cfg(test)]
+mod hostile_test;
 #[cfg(test)]
 mod row_numbers_test;
 
@@ -46,6 +51,7 @@ use stmon_schema::{Catalog, Form};
 pub use arrow_rows::{
     arrow_type, raw_schema, Provenance, Row, DECIMAL_PRECISION, DECIMAL_SCALE, META_COLUMNS,
 };
+pub use limits::{Limits, TooLarge};
 pub use source::{
     discover, probe, probe_all, CachedProbe, Encoding, FileKind, Probe, ProbeCache, Stamp,
 };
@@ -116,6 +122,8 @@ pub struct Options {
     pub chunk_rows: usize,
     pub batch_id: String,
     pub ingested_at: DateTime<Utc>,
+    /// What one file may hold before it is rejected whole.
+    pub limits: Limits,
 }
 
 impl Options {
@@ -125,6 +133,7 @@ impl Options {
             chunk_rows: 16_384,
             batch_id: batch_id.to_string(),
             ingested_at: Utc::now(),
+            limits: Limits::default(),
         }
     }
 }
@@ -137,7 +146,9 @@ pub struct FileOutcome {
     pub accepted: u64,
     pub rejected: u64,
     pub warnings: u64,
-    /// Set when the whole file was rejected (missing columns, unknown form).
+    /// Set when the whole file was rejected (missing columns, unknown form,
+    /// a limit of [`Limits`]). Rows it had yielded before are then not
+    /// `accepted`: a reader keeps no row of a file rejected whole.
     pub file_rejected: Option<String>,
 }
 
@@ -187,7 +198,7 @@ pub fn ingest_file(
                             value: None,
                             reason: format!(
                                 "unknown columns kept in raw._extra: {}",
-                                m.extra.join(", ")
+                                stmon_schema::listed(&m.extra)
                             ),
                         };
                         if let Err(e) =
@@ -256,8 +267,8 @@ pub fn ingest_file(
         Ok(true)
     };
     let read = match kind {
-        FileKind::Csv => csv_rows::for_each_row(path, probe.encoding, &mut on_row),
-        FileKind::Xlsx => xlsx::for_each_row(path, &mut on_row),
+        FileKind::Csv => csv_rows::for_each_row(path, probe.encoding, &opts.limits, &mut on_row),
+        FileKind::Xlsx => xlsx::for_each_row(path, &opts.limits, &mut on_row),
     };
     if let Some(reason) = sink_err {
         return Err(Error::Sink {
@@ -265,10 +276,36 @@ pub fn ingest_file(
             reason,
         });
     }
-    read.map_err(|reason| Error::Unreadable {
-        path: path.into(),
-        reason,
-    })?;
+    match read {
+        Ok(()) => {}
+        Err(limits::ReadError::Broken(reason)) => {
+            return Err(Error::Unreadable {
+                path: path.into(),
+                reason,
+            })
+        }
+        Err(limits::ReadError::TooLarge(t)) => {
+            // Rejected whole: rows already handed to the sink stay hidden with
+            // the file (readers see only a loaded file's rows); the rest are
+            // dropped.
+            let reason = t.to_string();
+            let form = state.as_ref().map(|st| st.form);
+            out.file_rejected = Some(reason.clone());
+            out.rejected += out.accepted;
+            out.accepted = 0;
+            let p = Problem {
+                column: None,
+                value: None,
+                reason,
+            };
+            sink.diagnostic(diag(Severity::Rejected, form, None, p))
+                .map_err(|reason| Error::Sink {
+                    path: path.into(),
+                    reason,
+                })?;
+            return Ok(out);
+        }
+    }
     match state {
         Some(mut st) => st.flush(sink).map_err(|reason| Error::Sink {
             path: path.into(),

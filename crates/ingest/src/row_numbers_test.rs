@@ -101,7 +101,8 @@ fn name_strategy() -> impl Strategy<Value = Name> {
     prop_oneof![
         4 => Just(Name::Plain),
         2 => (1usize..4).prop_map(|breaks| Name::Quoted { breaks }),
-        1 => (9_000usize..40_000).prop_map(|len| Name::Long { len }),
+        // Under the cell limit (32,767 characters) of `Limits::default`.
+        1 => (9_000usize..32_000).prop_map(|len| Name::Long { len }),
     ]
 }
 
@@ -183,8 +184,17 @@ impl Sink for Collect {
     }
 }
 
+/// The forms without their text columns' `max_length`: a long name here is
+/// about read buffers, and must reach the table.
 fn catalog() -> Catalog {
-    Catalog::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas")).expect("schemas")
+    let mut c =
+        Catalog::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas")).expect("schemas");
+    for form in c.forms.values_mut() {
+        for col in &mut form.columns {
+            col.max_length = None;
+        }
+    }
+    c
 }
 
 /// Ingests `path` and checks every stored row number against the truth.
@@ -294,7 +304,7 @@ proptest! {
             // Excel holds at most 32,767 characters in a cell.
             let name = match name {
                 Name::Quoted { .. } => Name::Plain,
-                Name::Long { len } => Name::Long { len: (*len).min(32_767) },
+                Name::Long { len } => Name::Long { len: *len },
                 n => n.clone(),
             };
             for (c, v) in cells(excel_row, *is_bad, &name, "\n").iter().enumerate() {

@@ -1,7 +1,7 @@
 //! Typing and checking one row against its form.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use stmon_core::{credit_code, parse, Cell};
+use stmon_core::{credit_code, parse, prefix, quote, Cell};
 use stmon_schema::{Column, ColumnType, DivisionLookup, Divisions, Form, HeaderMatch, Rule};
 
 /// A typed cell value.
@@ -185,11 +185,22 @@ impl<'a> Validator<'a> {
         let text = c.display();
         let t = text.trim();
         Ok(match col.ty {
-            ColumnType::Text => Value::Str(t.to_string()),
+            ColumnType::Text => {
+                if let Some(max) = col.max_length {
+                    let n = t.chars().count();
+                    if n > max {
+                        return Err(format!(
+                            "longer than {max} characters ({n}), the most this column holds"
+                        ));
+                    }
+                }
+                Value::Str(t.to_string())
+            }
             ColumnType::CreditCode => {
                 if matches!(c, Cell::Number(_)) && !t.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(format!(
-                        "credit code stored as a number lost its digits: '{t}'"
+                        "credit code stored as a number lost its digits: {}",
+                        quote(t)
                     ));
                 }
                 Value::Str(credit_code::validate(t)?)
@@ -197,7 +208,7 @@ impl<'a> Validator<'a> {
             ColumnType::CountyCode => {
                 let code = t.strip_suffix(".0").unwrap_or(t);
                 if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(format!("a county code has 6 digits: '{t}'"));
+                    return Err(format!("a county code has 6 digits: {}", quote(t)));
                 }
                 match self.divisions.lookup(code) {
                     DivisionLookup::County => Value::Str(code.to_string()),
@@ -239,10 +250,10 @@ impl<'a> Validator<'a> {
                 let v = parse::decimal(t)?;
                 let f = v as f64 / 10_000.0;
                 if let Some(m) = col.min_exclusive.filter(|m| f <= *m) {
-                    return Err(format!("must be > {m}, got '{t}'"));
+                    return Err(format!("must be > {m}, got {}", quote(t)));
                 }
                 if let Some(m) = col.min.filter(|m| f < *m) {
-                    return Err(format!("must be >= {m}, got '{t}'"));
+                    return Err(format!("must be >= {m}, got {}", quote(t)));
                 }
                 Value::Dec(v)
             }
@@ -270,7 +281,11 @@ impl<'a> Validator<'a> {
                         .iter()
                         .map(|v| format!("{} {}", v.id, v.label))
                         .collect();
-                    return Err(format!("'{t}' is not one of: {}", allowed.join(", ")));
+                    return Err(format!(
+                        "{} is not one of: {}",
+                        quote(t),
+                        allowed.join(", ")
+                    ));
                 }
             },
         })
@@ -284,11 +299,13 @@ fn to_bool(c: &Cell) -> Result<bool, String> {
     }
 }
 
+/// A cell's problem; the value kept is at most a prefix of the cell
+/// ([`stmon_core::prefix`]).
 fn problem(col: &Column, c: &Cell, reason: String) -> Problem {
     let raw = c.display();
     Problem {
         column: Some(col.name.clone()),
-        value: (!raw.is_empty()).then_some(raw),
+        value: (!raw.is_empty()).then(|| prefix(&raw)),
         reason,
     }
 }

@@ -11,6 +11,7 @@
 //! on_test_failure: stop        # or continue
 //! progress: {as_of: latest}    # or YYYY-MM
 //! engine: ballista://10.0.0.5:50050   # where models run; default: local
+//! ingest: {commit_rows: 400000, check_memory_mb: 512, limits: [row_xml_bytes=16MiB]}
 //! freshness:
 //!   as_of: today               # or a date: the day lateness is measured on
 //!   rules:
@@ -121,6 +122,21 @@ pub struct IngestOptions {
     /// MiB the checks after loading may hold before their sort spills.
     #[serde(default = "default_check_memory_mb")]
     pub check_memory_mb: usize,
+    /// Limits of one file, as `stmon ingest --limit` takes them
+    /// (`[row_xml_bytes=16MiB]`); checked when the pipeline loads.
+    #[serde(default)]
+    pub limits: Vec<String>,
+}
+
+impl IngestOptions {
+    /// The limits of one file: the defaults with `limits` applied.
+    pub fn limits(&self) -> std::result::Result<stmon_warehouse::Limits, String> {
+        let mut l = stmon_warehouse::Limits::default();
+        for s in &self.limits {
+            l.set(s)?;
+        }
+        Ok(l)
+    }
 }
 
 impl Default for IngestOptions {
@@ -128,6 +144,7 @@ impl Default for IngestOptions {
         IngestOptions {
             commit_rows: default_commit_rows(),
             check_memory_mb: default_check_memory_mb(),
+            limits: Vec::new(),
         }
     }
 }
@@ -354,6 +371,9 @@ impl Pipeline {
                 }
             }
             freshness.rules = f.rules.clone();
+        }
+        if let Err(e) = raw.ingest.limits() {
+            problems.push(format!("ingest.limits: {e}"));
         }
         let engine = match raw.engine.as_deref() {
             None | Some("local") => None,

@@ -26,6 +26,11 @@ pub(crate) async fn ingest(c: &Ctx<'_>) -> StepResult {
     let mut req = IngestRequest::new(paths);
     req.commit_rows = c.pipeline.ingest.commit_rows.max(1);
     req.check_memory = c.pipeline.ingest.check_memory_mb.max(16) << 20;
+    req.limits = c
+        .pipeline
+        .ingest
+        .limits()
+        .expect("checked when the pipeline loaded");
     let on = c.on;
     let report = c.wh.ingest(&req, &|p| on(Event::Ingesting(p))).await?;
     on(Event::Ingested(&report));

@@ -65,6 +65,8 @@ pub struct Column {
     pub min: Option<f64>,
     /// Exclusive lower bound of a `decimal`.
     pub min_exclusive: Option<f64>,
+    /// Most characters a `text` cell may hold; a longer one rejects its row.
+    pub max_length: Option<usize>,
 }
 
 /// A cross-field rule, checked after each cell parsed.
@@ -258,6 +260,21 @@ impl Form {
             if c.ty == ColumnType::Enum && c.values.is_empty() {
                 return Err(bad(format!("enum column '{}' lists no values", c.name)));
             }
+            match c.max_length {
+                Some(_) if c.ty != ColumnType::Text => {
+                    return Err(bad(format!(
+                        "max_length of column '{}': only text columns take one",
+                        c.name
+                    )))
+                }
+                Some(0) => {
+                    return Err(bad(format!(
+                        "max_length of column '{}' must be at least 1",
+                        c.name
+                    )))
+                }
+                _ => {}
+            }
         }
         for k in &self.key {
             match self.column(k) {
@@ -313,6 +330,20 @@ impl Form {
         }
         Ok(())
     }
+}
+
+/// Headers as a message lists them: each cut to a prefix, at most 30.
+pub fn listed(headers: &[String]) -> String {
+    const SHOWN: usize = 30;
+    let mut out: Vec<String> = headers
+        .iter()
+        .take(SHOWN)
+        .map(|h| stmon_core::prefix(h))
+        .collect();
+    if headers.len() > SHOWN {
+        out.push(format!("… {} more", headers.len() - SHOWN));
+    }
+    out.join(", ")
 }
 
 /// All forms and the division table.
@@ -413,7 +444,7 @@ impl Catalog {
             }
             _ => Err(format!(
                 "the header fits no form (columns: {}); name the form with --form",
-                headers.join(", ")
+                listed(headers)
             )),
         }
     }

@@ -19,7 +19,7 @@ mod form;
 
 pub use divisions::{Division, DivisionLookup, Divisions};
 pub use form::{
-    Catalog, Column, ColumnType, EnumValue, Form, Frequency, HeaderMatch, PruneBy, Rule,
+    listed, Catalog, Column, ColumnType, EnumValue, Form, Frequency, HeaderMatch, PruneBy, Rule,
     META_COLUMNS,
 };
 

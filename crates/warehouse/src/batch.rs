@@ -36,6 +36,8 @@ pub struct IngestRequest {
     /// Bytes the checks after loading may hold (their sort spills to disk
     /// beyond it; see [`crate::checks`]).
     pub check_memory: usize,
+    /// What one file may hold before it is rejected whole.
+    pub limits: stmon_ingest::Limits,
 }
 
 impl IngestRequest {
@@ -46,6 +48,7 @@ impl IngestRequest {
             chunk_rows: 16_384,
             commit_rows: 400_000,
             check_memory: 512 << 20,
+            limits: stmon_ingest::Limits::default(),
         }
     }
 }
@@ -524,6 +527,7 @@ impl Warehouse {
         opts.form = req.form.clone();
         opts.chunk_rows = req.chunk_rows;
         opts.ingested_at = started;
+        opts.limits = req.limits;
         let mut sink = DeltaSink {
             wh: self,
             handle: Handle::current(),
@@ -593,9 +597,11 @@ impl Warehouse {
             .iter()
             .filter_map(|f| f.outcome.form.clone())
             .collect();
+        // Files whose rows readers will not see: those that failed half-way,
+        // and those rejected whole after some rows (a limit of one file).
         let failed: Vec<String> = loaded
             .iter()
-            .filter(|f| f.status == FileStatus::Unreadable)
+            .filter(|f| matches!(f.status, FileStatus::Unreadable | FileStatus::Rejected))
             .map(|f| f.sha256.clone())
             .collect();
         let ctx = self

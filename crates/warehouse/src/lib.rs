@@ -61,6 +61,7 @@ pub use session::{
     current_from_decisions_sql, current_view_sql, in_list, plan_read_only, read_only_sql,
     split_statements, ReadOnlyError,
 };
+pub use stmon_ingest::Limits;
 pub use tables::{
     commit_properties, table_configuration, writer_properties_for, TableId, Warehouse,
     TOMBSTONE_RETENTION,

@@ -7,6 +7,15 @@
 //! when its holder ran on this host and that process is gone (a run killed
 //! with SIGKILL leaves its lock behind), or when its heartbeat is older than
 //! [`STALE_AFTER`] (a holder on another machine that died).
+//!
+//! Taking over is a race when two runs find the same stale lock: both would
+//! delete it and the slower one's delete could remove the lock the faster one
+//! had just created. So only the run that creates the takeover marker for
+//! that holder (`_stmon/takeover/<run id>-<heartbeat>-<n>`, `PutMode::Create`
+//! again) may delete it; the others see the marker and wait or fail. A
+//! marker older than [`MARKER_ABANDONED`] (its run died between marker and
+//! lock) is passed over with the next `n`. The holder's heartbeat rewrites
+//! the lock only while it is still its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +32,8 @@ use crate::{Error, Result, Warehouse};
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
 /// A lock whose heartbeat is older than this is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(600);
+/// A takeover marker older than this belongs to a run that died taking over.
+pub const MARKER_ABANDONED: Duration = Duration::from_secs(60);
 
 /// Who holds the lock.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -161,9 +172,10 @@ impl Warehouse {
             }
             match read_holder(store.as_ref(), &path).await? {
                 None => continue, // released meanwhile
-                Some(h) if h.is_stale(Utc::now()) => {
-                    tracing::warn!(holder = %h, "taking over a stale run lock");
-                    let _ = store.delete(&path).await;
+                Some(h)
+                    if h.is_stale(Utc::now()) && take_over(store.as_ref(), &path, &h).await? =>
+                {
+                    tracing::warn!(holder = %h, "took over a stale run lock");
                     continue;
                 }
                 Some(h) => match wait {
@@ -191,6 +203,22 @@ impl Warehouse {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
+                    // Never over another run's lock (this one's was taken over
+                    // when its heartbeat stalled past STALE_AFTER).
+                    match read_holder(store.as_ref(), &path).await {
+                        Ok(Some(now)) if now.run_id == h.run_id => {}
+                        Ok(other) => {
+                            tracing::error!(
+                                holder = ?other.map(|o| o.to_string()),
+                                "this run's lock was taken over; its heartbeat stops"
+                            );
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!("run lock heartbeat: {e}");
+                            continue;
+                        }
+                    }
                     h.heartbeat_at = Utc::now();
                     let body = serde_json::to_vec_pretty(&h).expect("serialisable");
                     if let Err(e) = store.put(&path, PutPayload::from(body)).await {
@@ -233,6 +261,58 @@ fn lock_path() -> StorePath {
     StorePath::from("_stmon/run.lock")
 }
 
+/// Deletes the stale lock of `stale` if this run is the one to take it over
+/// (see the module's doc); false when another run is doing so.
+async fn take_over(store: &dyn ObjectStore, path: &StorePath, stale: &Holder) -> Result<bool> {
+    let err = |what| {
+        move |source| Error::Store {
+            what,
+            path: path.to_string(),
+            source,
+        }
+    };
+    for n in 0..16 {
+        let marker = StorePath::from(format!(
+            "_stmon/takeover/{}-{}-{n}",
+            stale.run_id,
+            stale.heartbeat_at.timestamp_millis()
+        ));
+        let put = store
+            .put_opts(
+                &marker,
+                PutPayload::from(Utc::now().to_rfc3339().into_bytes()),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match put {
+            Ok(_) => {
+                // Ours to delete, if it is still that holder's lock.
+                if read_holder(store, path).await?.as_ref() == Some(stale) {
+                    store
+                        .delete(path)
+                        .await
+                        .map_err(err("taking over a stale run lock"))?;
+                }
+                return Ok(true);
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let age = match store.head(&marker).await {
+                    Ok(meta) => (Utc::now() - meta.last_modified)
+                        .to_std()
+                        .unwrap_or_default(),
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(source) => return Err(err("reading a takeover marker")(source)),
+                };
+                if age < MARKER_ABANDONED {
+                    return Ok(false);
+                }
+            }
+            Err(source) => return Err(err("taking over a stale run lock")(source)),
+        }
+    }
+    Ok(false)
+}
+
 async fn read_holder(store: &dyn ObjectStore, path: &StorePath) -> Result<Option<Holder>> {
     match store.get(path).await {
         Ok(r) => {
@@ -261,5 +341,73 @@ async fn read_holder(store: &dyn ObjectStore, path: &StorePath) -> Result<Option
             path: path.to_string(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn holder(run_id: &str) -> Holder {
+        let t = Utc::now();
+        Holder {
+            run_id: run_id.into(),
+            pipeline: "p".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            started_at: t,
+            heartbeat_at: t,
+        }
+    }
+
+    async fn put(store: &InMemory, h: &Holder, mode: PutMode) -> object_store::Result<()> {
+        let body = serde_json::to_vec(h).unwrap();
+        store
+            .put_opts(&lock_path(), PutPayload::from(body), PutOptions::from(mode))
+            .await
+            .map(|_| ())
+    }
+
+    /// Two runs found the same stale lock; the fast one took it over and
+    /// holds the lock now. The slow one's takeover must not delete it (it
+    /// did when each run deleted the stale lock it had read).
+    #[tokio::test]
+    async fn only_one_run_takes_over_a_stale_lock() {
+        let store = InMemory::new();
+        let stale = holder("dead");
+        put(&store, &stale, PutMode::Overwrite).await.unwrap();
+        assert!(take_over(&store, &lock_path(), &stale).await.unwrap());
+        assert_eq!(read_holder(&store, &lock_path()).await.unwrap(), None);
+        let fast = holder("fast");
+        put(&store, &fast, PutMode::Create).await.unwrap();
+        assert!(!take_over(&store, &lock_path(), &stale).await.unwrap());
+        assert_eq!(
+            read_holder(&store, &lock_path()).await.unwrap(),
+            Some(fast),
+            "the slow run left the fast run's lock alone"
+        );
+    }
+
+    /// While one run is taking a stale lock over (its marker is fresh), the
+    /// others leave the lock alone and wait or fail.
+    #[tokio::test]
+    async fn a_takeover_in_progress_holds_the_others_back() {
+        let store = InMemory::new();
+        let stale = holder("dead");
+        put(&store, &stale, PutMode::Overwrite).await.unwrap();
+        let marker = StorePath::from(format!(
+            "_stmon/takeover/dead-{}-0",
+            stale.heartbeat_at.timestamp_millis()
+        ));
+        store
+            .put(&marker, PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        assert!(!take_over(&store, &lock_path(), &stale).await.unwrap());
+        assert_eq!(
+            read_holder(&store, &lock_path()).await.unwrap(),
+            Some(stale)
+        );
     }
 }
