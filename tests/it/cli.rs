@@ -289,3 +289,57 @@ fn a_file_past_a_limit_is_rejected_whole_and_not_retried() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A pipeline's `ingest: {limits: [...]}` reaches its ingest step, and a
+/// limit it cannot read stops the run before anything is done.
+#[test]
+fn a_pipelines_ingest_limits_are_checked_and_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(
+        inbox.join("zones.csv"),
+        format!(
+            "报告期,园区编号,园区名称,级别,所在区县代码,用地面积(亩),营业收入,工业增加值,税收,综合能耗(吨标准煤),R&D经费支出,高新技术企业数,填报时间\n\
+             2023,Z1,{},省级,330602,12000,1000,600,50,30,20,3,2024-01-10 09:00\n",
+            "园".repeat(150)
+        ),
+    )
+    .unwrap();
+    let pipeline = |limits: &str| {
+        let p = dir.path().join("p.yaml");
+        std::fs::write(
+            &p,
+            format!(
+                "name: limits\nyear: 2023\ninbox: {}\nsteps: [ingest]\ningest: {{limits: [{limits}]}}\n",
+                inbox.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let wh = dir.path().join("wh");
+    let out = stmon(&wh)
+        .args(["run", pipeline("rows=5").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("ingest.limits: `rows=5`: unknown limit `rows`"),
+        "{text}"
+    );
+    assert!(!wh.join("audit").exists(), "nothing written");
+    // The record is 500 bytes: past a limit of 400.
+    let out = stmon(&wh)
+        .args(["run", pipeline("record_bytes=400").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("line 2: a CSV record longer than 400 bytes (limit record_bytes)"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
