@@ -15,7 +15,6 @@
 //! [`the_corpus_of_inputs_that_once_failed_replays`].
 
 use std::collections::BTreeSet;
-use std::io::Write;
 
 use arrow::array::{Array, Decimal128Array, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
@@ -23,6 +22,7 @@ use proptest::prelude::*;
 use stmon_core::{credit_code, parse};
 use stmon_schema::{Catalog, Form};
 
+use crate::hostile_test::zip_of;
 use crate::{
     ingest_file, Diagnostic, Encoding, FileOutcome, Options, Probe, Severity, Sink, Value,
 };
@@ -311,17 +311,6 @@ fn sheet_token() -> impl Strategy<Value = String> {
     ]
 }
 
-fn zip_of(path: &std::path::Path, parts: &[(&str, Vec<u8>)]) {
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, data) in parts {
-        zip.start_file(*name, opts).unwrap();
-        zip.write_all(data).unwrap();
-    }
-    zip.finish().unwrap();
-}
-
 const WORKBOOK: &str = r#"<workbook xmlns:r="r"><workbookPr date1904="0"/><sheets><sheet name="s" sheetId="1" r:id="rId1"/></sheets></workbook>"#;
 
 proptest! {
@@ -354,6 +343,7 @@ proptest! {
         if styles {
             parts.push(("xl/styles.xml", br#"<styleSheet><numFmts><numFmt numFmtId="164" formatCode="yyyy-mm-dd"/></numFmts><cellXfs><xf numFmtId="0"/><xf numFmtId="14"/><xf numFmtId="164"/></cellXfs></styleSheet>"#.to_vec()));
         }
+        let parts: Vec<(&str, &[u8])> = parts.iter().map(|(n, d)| (*n, d.as_slice())).collect();
         zip_of(&path, &parts);
         if let Some((out, sink)) = ingest(&path, &probe_as(&path, Encoding::Utf8)) {
             accounted(&out, &sink)?;
@@ -376,7 +366,7 @@ proptest! {
             ZONE_HEADER.iter().map(|h| format!("<c t=\"inlineStr\"><is><t>{}</t></is></c>", h.replace('&', "&amp;"))).collect::<String>(),
             String::from_utf8_lossy(&bytes).replace(['<', '&'], "")
         );
-        zip_of(&path, &[("xl/workbook.xml", WORKBOOK.as_bytes().to_vec()), ("xl/worksheets/sheet1.xml", sheet.into_bytes())]);
+        zip_of(&path, &[("xl/workbook.xml", WORKBOOK.as_bytes()), ("xl/worksheets/sheet1.xml", sheet.as_bytes())]);
         let mut whole = std::fs::read(&path).unwrap();
         let at = flip.index(whole.len());
         whole[at] ^= 0x5A;

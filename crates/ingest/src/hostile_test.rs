@@ -215,7 +215,24 @@ fn a_huge_header_is_named_by_prefixes() {
 /// A workbook of the given parts, deflated.
 fn xlsx(dir: &tempfile::TempDir, parts: &[(&str, &[u8])]) -> std::path::PathBuf {
     let path = dir.path().join("zones.xlsx");
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    zip_of(&path, parts);
+    path
+}
+
+/// A workbook of one sheet and no other part.
+fn sheet_only(dir: &tempfile::TempDir, data: &[u8]) -> std::path::PathBuf {
+    xlsx(
+        dir,
+        &[
+            ("xl/workbook.xml", WORKBOOK),
+            ("xl/worksheets/sheet1.xml", data),
+        ],
+    )
+}
+
+/// A zip of the given parts, deflated (also the fuzz tests' workbooks).
+pub(crate) fn zip_of(path: &std::path::Path, parts: &[(&str, &[u8])]) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
     for (name, data) in parts {
@@ -223,7 +240,6 @@ fn xlsx(dir: &tempfile::TempDir, parts: &[(&str, &[u8])]) -> std::path::PathBuf 
         zip.write_all(data).unwrap();
     }
     zip.finish().unwrap();
-    path
 }
 
 const WORKBOOK: &[u8] = br#"<workbook xmlns:r="r"><sheets><sheet name="s" sheetId="1" r:id="rId1"/></sheets></workbook>"#;
@@ -264,13 +280,7 @@ fn an_inflating_row_is_stopped_at_the_rows_limit() {
     let dir = tempfile::tempdir().unwrap();
     let big: Vec<String> = (0..150).map(|_| "x".repeat(30_000)).collect();
     let data = sheet(&[inline_row(1, &big)]);
-    let path = xlsx(
-        &dir,
-        &[
-            ("xl/workbook.xml", WORKBOOK),
-            ("xl/worksheets/sheet1.xml", &data),
-        ],
-    );
+    let path = sheet_only(&dir, &data);
     let (out, sink) = ingest(&path, Limits::default());
     assert_eq!(
         file_reason(&out, &sink),
@@ -290,13 +300,7 @@ fn an_xlsx_past_a_limit_is_rejected_with_it() {
         good.clone(),
         far.to_string(),
     ]);
-    let path = xlsx(
-        &dir,
-        &[
-            ("xl/workbook.xml", WORKBOOK),
-            ("xl/worksheets/sheet1.xml", &data),
-        ],
-    );
+    let path = sheet_only(&dir, &data);
     let (out, sink) = ingest(&path, Limits::default());
     let reason = file_reason(&out, &sink);
     assert!(
@@ -314,13 +318,7 @@ fn an_xlsx_past_a_limit_is_rejected_with_it() {
         good.clone(),
         inline_row(3, &cells),
     ]);
-    let path = xlsx(
-        &dir,
-        &[
-            ("xl/workbook.xml", WORKBOOK),
-            ("xl/worksheets/sheet1.xml", &data),
-        ],
-    );
+    let path = sheet_only(&dir, &data);
     let (out, sink) = ingest(&path, Limits::default());
     assert_eq!(
         file_reason(&out, &sink),
@@ -332,13 +330,7 @@ fn an_xlsx_past_a_limit_is_rejected_with_it() {
         .chain((2..200).map(|r| inline_row(r, &zone_cells(&format!("Z{r}"), "甲"))))
         .collect();
     let data = sheet(&rows);
-    let path = xlsx(
-        &dir,
-        &[
-            ("xl/workbook.xml", WORKBOOK),
-            ("xl/worksheets/sheet1.xml", &data),
-        ],
-    );
+    let path = sheet_only(&dir, &data);
     let limits = Limits {
         sheet_xml_bytes: 20_000,
         ..Limits::default()

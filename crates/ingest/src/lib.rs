@@ -276,6 +276,19 @@ pub fn ingest_file(
             reason,
         });
     }
+    // The one diagnostic of a file rejected whole, after its rows were read.
+    let mut reject_file = |form: Option<&Form>, reason: String| {
+        let p = Problem {
+            column: None,
+            value: None,
+            reason,
+        };
+        sink.diagnostic(diag(Severity::Rejected, form, None, p))
+            .map_err(|reason| Error::Sink {
+                path: path.into(),
+                reason,
+            })
+    };
     match read {
         Ok(()) => {}
         Err(limits::ReadError::Broken(reason)) => {
@@ -293,16 +306,7 @@ pub fn ingest_file(
             out.file_rejected = Some(reason.clone());
             out.rejected += out.accepted;
             out.accepted = 0;
-            let p = Problem {
-                column: None,
-                value: None,
-                reason,
-            };
-            sink.diagnostic(diag(Severity::Rejected, form, None, p))
-                .map_err(|reason| Error::Sink {
-                    path: path.into(),
-                    reason,
-                })?;
+            reject_file(form, reason)?;
             return Ok(out);
         }
     }
@@ -314,16 +318,7 @@ pub fn ingest_file(
         None if out.file_rejected.is_none() => {
             let reason = "the file has no header row".to_string();
             out.file_rejected = Some(reason.clone());
-            let p = Problem {
-                column: None,
-                value: None,
-                reason,
-            };
-            sink.diagnostic(diag(Severity::Rejected, None, None, p))
-                .map_err(|reason| Error::Sink {
-                    path: path.into(),
-                    reason,
-                })?;
+            reject_file(None, reason)?;
         }
         None => {}
     }
