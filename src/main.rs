@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     match rt.block_on(cmd::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render::chain(&e));
             ExitCode::from(2)
         }
     }

@@ -307,3 +307,21 @@ pub fn print_freshness(day: chrono::NaiveDate, rows: &[freshness::Row], path: &s
         }
     }
 }
+
+/// An error and its causes, `a: b: c`, each cause said once: a cause whose
+/// text the message already holds (object_store's and delta-rs's errors
+/// print their source themselves) is left out.
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use stmon_reports::assessment::{self, Assessment};
 use stmon_reports::{files, report};
-use stmon_warehouse::Warehouse;
 
 /// Year-end assessment (年度科技进步目标责任制考核): ranking tables for
 /// counties (level and change against the previous year), high-tech zones
@@ -51,7 +50,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         args.scheme.clone()
     };
     let catalog = super::load_catalog(cli)?;
-    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let wh = super::open_warehouse(cli, catalog)?;
     let mut all: Vec<Assessment> = Vec::new();
     for path in &schemes {
         let a = assessment::run(&wh, path, args.version)

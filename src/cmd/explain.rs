@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use stmon_warehouse::Warehouse;
 
 /// Explain one indicator value: its formula, numerator and denominator, and
 /// every submission row (file, row, submitted_at) it was computed from.
@@ -31,7 +30,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let project = super::load_project(cli)?;
     let catalog = super::load_catalog(cli)?;
-    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let wh = super::open_warehouse(cli, catalog)?;
     let ctx = stmon_models::run::session(&wh, &project).await?;
     let e = stmon_reports::explain::explain(
         &ctx,

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use stmon_warehouse::{IngestRequest, Warehouse};
+use stmon_warehouse::IngestRequest;
 
 /// Validate submission files and load them into the warehouse as one batch.
 ///
@@ -56,7 +55,7 @@ pub struct Args {
 
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let catalog = super::load_catalog(cli)?;
-    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let wh = super::open_warehouse(cli, catalog)?;
     let mut req = IngestRequest::new(args.paths.clone());
     req.form = args.form.clone();
     req.commit_rows = args.commit_rows.max(1);

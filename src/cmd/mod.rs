@@ -42,6 +42,20 @@ pub struct Cli {
         default_value = "./warehouse"
     )]
     pub warehouse: String,
+    /// An object-store option, KEY=VALUE, for every table of the warehouse
+    /// (repeat, or separate with commas). Retries: max_retries (default 10),
+    /// retry_timeout (3min), backoff_config.init_backoff (100ms),
+    /// backoff_config.max_backoff (15s), backoff_config.base (2); requests:
+    /// timeout (30s), connect_timeout (5s); S3: aws_region, aws_endpoint, …
+    /// (AWS_* environment variables are read too).
+    #[arg(
+        long = "storage-option",
+        global = true,
+        env = "STMON_STORAGE_OPTIONS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub storage_options: Vec<String>,
     /// Folder with the form definitions (forms/*.yaml) and divisions.csv.
     #[arg(long, global = true, env = "STMON_SCHEMAS")]
     pub schemas: Option<PathBuf>,
@@ -250,4 +264,15 @@ pub async fn lock_for(
         )
         .await?;
     Ok(lock)
+}
+
+/// Opens the warehouse the global options name (location and storage options).
+pub fn open_warehouse(
+    cli: &Cli,
+    catalog: Arc<stmon_schema::Catalog>,
+) -> anyhow::Result<stmon_warehouse::Warehouse> {
+    let wh = stmon_warehouse::Warehouse::open(&cli.warehouse, catalog)
+        .context("opening the warehouse")?;
+    wh.with_storage_options(&cli.storage_options)
+        .context("opening the warehouse")
 }

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use stmon_models::run::{Event, RunOptions, Status};
 use stmon_warehouse::Warehouse;
 
@@ -84,9 +83,7 @@ pub async fn run(cli: &super::Cli, c: &ModelsCommand) -> anyhow::Result<ExitCode
             if let stmon_warehouse::Engine::Remote(r) = &engine {
                 println!("models run on {}", r.address());
             }
-            let wh = Warehouse::open(&cli.warehouse, catalog)
-                .context("opening the warehouse")?
-                .with_engine(engine);
+            let wh = super::open_warehouse(cli, catalog)?.with_engine(engine);
             let lock = super::lock_for(&wh, "models run", args.wait).await?;
             let code = run_models(&wh, &project, args).await;
             lock.release().await?;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use stmon_reports::files;
 use stmon_reports::progress::{self, Targets};
-use stmon_warehouse::Warehouse;
 
 /// Progress monitoring (进度监测): each county's and the city's indicators
 /// against their targets as of a month.
@@ -49,7 +48,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     }
     let project = super::load_project(cli)?;
     let catalog = super::load_catalog(cli)?;
-    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let wh = super::open_warehouse(cli, catalog)?;
     let ctx = stmon_models::run::session(&wh, &project).await?;
     if !ctx.table_exist("marts.indicators")? {
         anyhow::bail!("marts.indicators does not exist yet: run `stmon models run` first");

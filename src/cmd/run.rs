@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::Context;
 use indicatif::ProgressBar;
 use stmon_models::run::Status;
 use stmon_pipeline::{Event, Finished, Outcome};
@@ -56,7 +55,7 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let catalog = super::load_catalog(cli)?;
     let pipeline = Pipeline::load(&args.pipeline, &catalog)?;
     let project = super::load_project(cli)?;
-    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let wh = super::open_warehouse(cli, catalog)?;
     let engine = super::engine(args.engine.as_deref().or(pipeline.engine.as_deref())).await?;
     if let stmon_warehouse::Engine::Remote(r) = &engine {
         println!("models and data tests run on {}", r.address());

@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use stmon_models::runs::{self, RowStatus, RunSummary};
-use stmon_warehouse::Warehouse;
 
 /// Show the recorded runs (audit/runs): status, timings, and per step what
 /// was done; with --run, every row of one run.
@@ -28,7 +26,7 @@ pub struct Args {
 
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let catalog = super::load_catalog(cli)?;
-    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let wh = super::open_warehouse(cli, catalog)?;
     let all = runs::summarise(&runs::read(&wh).await?);
     let holder = wh.lock_holder().await?;
     if let Some(id) = &args.run {

@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use stmon_serve::{Config, Server};
-use stmon_warehouse::Warehouse;
 
 /// Serve the warehouse to PostgreSQL clients (psql, DBeaver, Superset, Python), read-only.
 ///
@@ -58,12 +57,13 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     }
     let project = super::load_project(cli)?;
     let catalog = super::load_catalog(cli)?;
-    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let wh = super::open_warehouse(cli, catalog)?;
     let server = Server::bind(config, wh, project).await?;
     let (local, c) = (server.local_addr(), server.config());
     println!(
         "stmon serve: listening on {local} ({}, {}), reading the warehouse at {} ({}); \
-         at most {} sessions, {} MB and {} s per query",
+         at most {} sessions, {} MB and {} s per query, {} MB for all queries; \
+         an address is refused for {} s after {} failed logins",
         if c.tls.is_some() { "TLS" } else { "no TLS" },
         if c.users.is_empty() {
             "no password: loopback only".to_string()
@@ -75,6 +75,9 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         c.limits.max_sessions,
         c.limits.query_memory_mb,
         c.limits.query_timeout_secs,
+        c.limits.server_memory_mb,
+        c.limits.login_lockout_secs,
+        c.limits.login_attempts,
     );
     println!(
         "connect: psql -h {} -p {} -U USER stmon",

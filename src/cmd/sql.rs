@@ -56,7 +56,7 @@ pub enum Format {
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let project = super::load_project(cli)?;
     let catalog = super::load_catalog(cli)?;
-    let wh = Warehouse::open(&cli.warehouse, catalog).context("opening the warehouse")?;
+    let wh = super::open_warehouse(cli, catalog)?;
     let wh = if let Some(run) = &args.run {
         stmon_models::runs::at_run(&wh, run).await?
     } else if args.head {

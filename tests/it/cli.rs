@@ -343,3 +343,36 @@ fn a_pipelines_ingest_limits_are_checked_and_applied() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn storage_options_are_checked_before_anything_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    for (option, said) in [
+        ("foo=bar", "storage option foo: not an object-store option"),
+        ("max_retries=abc", "failed to parse \\\"abc\\\" as usize"),
+        (
+            "max_retries",
+            "storage option max_retries: expected KEY=VALUE",
+        ),
+    ] {
+        let out = stmon(&wh)
+            .args(["--storage-option", option, "runs"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option}: {err}");
+        assert!(err.contains(said), "{option}: {err}");
+    }
+    // Good ones, from the environment too.
+    let out = stmon(&wh)
+        .env("STMON_STORAGE_OPTIONS", "max_retries=3,timeout=5s")
+        .args(["--storage-option", "retry_timeout=30s", "runs"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

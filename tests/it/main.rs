@@ -8,6 +8,7 @@ mod cluster;
 mod common;
 mod crash;
 mod differential;
+mod faults;
 mod history;
 mod indicators;
 mod models;

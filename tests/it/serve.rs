@@ -67,6 +67,17 @@ fn build(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (wh, pipeline, inbox)
 }
 
+/// Puts the correction file into the inbox: the next run changes one firm's
+/// June R&D (20 → 21), and with it `staging`, `intermediate` and rd_intensity
+/// of 越城 (0.0048 → 0.005).
+fn drop_correction(inbox: &Path) {
+    std::fs::copy(
+        repo().join("fixtures/indicators/later/enterprise_rd_correction.csv"),
+        inbox.join("enterprise_rd_correction.csv"),
+    )
+    .unwrap();
+}
+
 fn last_run_id(dir: &Path) -> String {
     let r: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("reports/run_results.json")).unwrap(),
@@ -95,6 +106,11 @@ fn serve(dir: &Path, wh: &Path, limits: &str) -> Server {
 }
 
 fn serve_with(dir: &Path, wh: &Path, limits: &str, more: &str) -> Server {
+    serve_logging(dir, wh, limits, more, Stdio::inherit())
+}
+
+/// As [`serve_with`], its log (stderr) going to `log`.
+fn serve_logging(dir: &Path, wh: &Path, limits: &str, more: &str, log: Stdio) -> Server {
     let config = dir.join("serve.yaml");
     std::fs::write(
         &config,
@@ -107,7 +123,7 @@ fn serve_with(dir: &Path, wh: &Path, limits: &str, more: &str) -> Server {
     let mut child = stmon(wh)
         .args(["serve", "--config", config.to_str().unwrap(), "--port", "0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -315,6 +331,7 @@ def run_away():
     t0 = time.time()
     try:
         with psycopg.connect(dsn) as c:
+            c.execute("set statement_timeout = 3000")
             c.execute("select sum(a.as_of_month * b.as_of_month * c.as_of_month) from marts.indicators a, marts.indicators b, marts.indicators c")
             runaway["result"] = "finished"
     except psycopg.Error as e:
@@ -360,7 +377,7 @@ fn psycopg_queries_with_parameters_in_concurrent_sessions_within_limits() {
     let server = serve(
         tmp.path(),
         &wh,
-        "{max_sessions: 3, query_timeout_secs: 3, query_memory_mb: 64}",
+        "{max_sessions: 3, query_timeout_secs: 60, query_memory_mb: 64}",
     );
     let r = python(PSYCOPG, &[server.port.to_string(), PASSWORD.to_string()]);
 
@@ -461,11 +478,7 @@ fn each_query_reads_one_version_while_a_run_commits_and_a_session_can_pin_a_run(
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    std::fs::copy(
-        repo().join("fixtures/indicators/later/enterprise_rd_correction.csv"),
-        inbox.join("enterprise_rd_correction.csv"),
-    )
-    .unwrap();
+    drop_correction(&inbox);
     let t = Instant::now();
     let run = stmon(&wh)
         .args(["run", pipeline.to_str().unwrap()])
@@ -561,4 +574,240 @@ fn tls_from_cert_paths_and_no_passwords_only_on_loopback() {
         "{}",
         text(&o)
     );
+}
+
+/// A process's memory from /proc: (VmRSS, VmHWM) in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The server's memory for all queries in the load test, MiB.
+const SERVER_MEMORY_MB: u64 = 384;
+/// The heavy queries' deadline in the load test: a small query answered
+/// within it never waited for a heavy one to end. (The latencies themselves
+/// are measured by `bench/serve.sh`, not asserted here: README "The server
+/// under load".)
+const HEAVY_TIMEOUT_SECS: f64 = 10.0;
+
+#[test]
+fn fifty_sessions_of_small_and_heavy_queries_within_the_limits_while_a_run_publishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wh, pipeline, inbox) = build(tmp.path());
+    let server = serve(
+        tmp.path(),
+        &wh,
+        &format!(
+            "{{max_sessions: 60, query_memory_mb: 128, server_memory_mb: {SERVER_MEMORY_MB}, query_timeout_secs: {HEAVY_TIMEOUT_SECS}}}"
+        ),
+    );
+    let pid = server.child.id();
+    let (idle, _) = rss_kib(pid);
+    let stop = tmp.path().join("stop");
+    let load = Command::new("python3")
+        .arg(repo().join("tests/it/serveload.py"))
+        .args([
+            server.port.to_string(),
+            PASSWORD.to_string(),
+            "50".into(),
+            "10".into(),
+            stop.display().to_string(),
+            "240".into(),
+            "1.0".into(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Under load, a run publishes a correction (staging and marts change together).
+    std::thread::sleep(Duration::from_secs(5));
+    drop_correction(&inbox);
+    let run = stmon(&wh)
+        .args(["run", pipeline.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    std::fs::write(&stop, "").unwrap();
+    let out = load.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let (_, peak) = rss_kib(pid);
+    eprintln!("load: {r}; server RSS idle {idle} KiB, peak {peak} KiB");
+
+    assert_eq!(r["connected"], 50, "{r}");
+    assert_eq!(r["small_errors"], serde_json::json!([]), "{r}");
+    // Each answer is the state before the run or after it, never a mix.
+    let mut pairs: Vec<String> = r["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    pairs.sort();
+    assert_eq!(pairs, ["[24.0,0.0048]", "[25.0,0.005]"], "{r}");
+    let small = &r["small"];
+    assert!(small["count"].as_u64().unwrap() > 100, "{r}");
+    assert!(
+        small["max"].as_f64().unwrap() < HEAVY_TIMEOUT_SECS,
+        "a small query waited behind the heavy ones: {r}"
+    );
+    // Heavy queries end answered, out of memory (53200) or out of time (57014).
+    let heavy = r["heavy"].as_object().unwrap();
+    assert!(
+        heavy.values().map(|n| n.as_u64().unwrap()).sum::<u64>() >= 10,
+        "{r}"
+    );
+    for outcome in heavy.keys() {
+        assert!(["ok", "53200", "57014"].contains(&outcome.as_str()), "{r}");
+    }
+    // The pool bounds what operators and results hold; batches in flight
+    // and the allocator's own slack are outside it: half as much again.
+    assert!(
+        peak <= idle + SERVER_MEMORY_MB * 1024 * 3 / 2,
+        "peak RSS {peak} KiB passed idle {idle} KiB + 1.5 × limits.server_memory_mb: {r}"
+    );
+    drop(server);
+}
+
+#[test]
+fn wrong_passwords_are_logged_with_the_address_and_then_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wh, _, _) = build(tmp.path());
+    let log_path = tmp.path().join("serve.log");
+    let server = serve_logging(
+        tmp.path(),
+        &wh,
+        "{login_attempts: 3, login_lockout_secs: 3}",
+        "",
+        Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    );
+    let one = |password: &str| text(&psql(server.port, password, &["-At", "-c", "select 1"]));
+    for _ in 0..3 {
+        let said = one("wrong");
+        assert!(said.contains("assword authentication failed"), "{said}");
+    }
+    // The right password too is refused now, without a password exchange.
+    let said = one(PASSWORD);
+    assert!(
+        said.contains("too many failed logins from 127.0.0.1: try again in"),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_millis(3200));
+    assert_eq!(one(PASSWORD).trim(), "1");
+    // A login that succeeds forgets the failures.
+    let said = one("wrong");
+    assert!(said.contains("assword authentication failed"), "{said}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for n in 1..=3 {
+        assert!(
+            log.contains("password authentication failed for user \"analyst\" from 127.0.0.1:")
+                && log.contains(&format!(
+                    "({n} of 3 failed logins from 127.0.0.1 within 3 s)"
+                )),
+            "{log}"
+        );
+    }
+    assert_eq!(log.matches("(1 of 3 failed logins").count(), 2, "{log}");
+    assert!(
+        log.contains("login refused for user \"analyst\" from 127.0.0.1:")
+            && log.contains("3 failed logins from 127.0.0.1; refused for"),
+        "{log}"
+    );
+    drop(server);
+}
+
+/// Statements that would read or write outside the warehouse, or change the
+/// engine: every one refused or unknown, and no file appears.
+const OUTSIDE: &str = r#"
+import json, sys
+import psycopg
+port, password, tmp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+tries = [
+    "copy marts.indicators to '{tmp}/a.csv'",
+    "copy (select 1) to '{tmp}/b.csv'",
+    "copy marts.indicators from '/etc/passwd'",
+    "create external table x stored as csv location '/etc/passwd'",
+    "create external table y stored as parquet location '{tmp}/'",
+    "select * from '/etc/passwd'",
+    "select * from read_csv('/etc/passwd')",
+    "select * from read_parquet('/etc/passwd')",
+    "select * from parquet_metadata('/etc/passwd')",
+    "select pg_read_file('/etc/passwd')",
+    "select pg_ls_dir('/')",
+    "select lo_import('/etc/passwd')",
+    "set datafusion.catalog.information_schema = true",
+    "set datafusion.execution.target_partitions = 64",
+    "reset datafusion.execution.batch_size",
+    "create view v as select 1",
+    "create table t as select 1",
+    "create function f() returns int as 'select 1'",
+    "attach database '{tmp}/x' as y",
+    "load '{tmp}/x.so'",
+    "prepare p as insert into marts.indicators (year) values (1)",
+    "insert into marts.indicators select * from marts.indicators",
+    "delete from marts.indicators",
+    "update marts.indicators set value = 0",
+    "truncate marts.indicators",
+    "alter table marts.indicators add column x int",
+    "drop table marts.indicators",
+    "explain analyze insert into marts.indicators select * from marts.indicators",
+    "select * from delta.raw_enterprise_rd",
+]
+out = []
+with psycopg.connect(f"host=127.0.0.1 port={port} user=analyst dbname=stmon password='{password}'", autocommit=True) as c:
+    for t in tries:
+        t = t.replace("{tmp}", tmp)
+        try:
+            c.execute(t)
+            out.append([t, "accepted", ""])
+        except psycopg.Error as e:
+            out.append([t, e.sqlstate, str(e).splitlines()[0][:160]])
+    out.append(["after", "ok", str(c.execute("select count(*) from marts.indicators").fetchone()[0])])
+print(json.dumps(out))
+"#;
+
+#[test]
+fn statements_that_reach_outside_the_warehouse_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wh, _, _) = build(tmp.path());
+    let server = serve(tmp.path(), &wh, "{}");
+    let files = tmp.path().join("outside");
+    std::fs::create_dir_all(&files).unwrap();
+    let r = python(
+        OUTSIDE,
+        &[
+            server.port.to_string(),
+            PASSWORD.to_string(),
+            files.display().to_string(),
+        ],
+    );
+    let tries = r.as_array().unwrap();
+    assert_eq!(tries.len(), 30, "{r}");
+    for t in &tries[..29] {
+        let (stmt, state, msg) = (
+            t[0].as_str().unwrap(),
+            t[1].as_str().unwrap(),
+            t[2].as_str().unwrap(),
+        );
+        let refused = (state == "25006" && msg.contains("read-only server"))
+            || (state == "42501" && msg.contains("permission denied"));
+        let unknown = msg.contains("not found") || msg.contains("Invalid function");
+        assert!(refused || unknown, "{stmt}: {state} {msg}");
+    }
+    assert_eq!(tries[29][2], "4032", "{r}");
+    assert_eq!(
+        std::fs::read_dir(&files).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    drop(server);
 }

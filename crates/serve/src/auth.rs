@@ -1,9 +1,12 @@
 //! Who may connect: SCRAM-SHA-256 against the config's users, trust when
-//! there are none (loopback only, checked by [`crate::Server::bind`]), and
-//! the refusal of a connection over the session limit.
+//! there are none (loopback only, checked by [`crate::Server::bind`]), the
+//! refusal of an address after `limits.login_attempts` failed logins
+//! ([`Logins`]), and the refusal of a connection over the session limit.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -13,7 +16,7 @@ use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use datafusion_postgres::pgwire::api::auth::{
     AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
 };
-use datafusion_postgres::pgwire::api::ClientInfo;
+use datafusion_postgres::pgwire::api::{ClientInfo, PgWireConnectionState};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use futures::Sink;
@@ -86,9 +89,72 @@ impl AuthSource for Users {
     }
 }
 
-/// A startup handler: SCRAM when users are configured, trust otherwise.
+/// Failed logins per client address: after `limits.login_attempts` of
+/// them, the address is refused at once (no password exchange, FATAL 28000)
+/// until `limits.login_lockout_secs` after its last failure; a failure older
+/// than that is forgotten, a login that succeeds forgets them all. Every
+/// failure and refusal is logged (warn) with the address and user.
+pub(crate) struct Logins {
+    attempts: u32,
+    lockout: Duration,
+    failed: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl Logins {
+    pub(crate) fn new(limits: &crate::Limits) -> Self {
+        Logins {
+            attempts: limits.login_attempts.max(1),
+            lockout: Duration::from_secs(limits.login_lockout_secs),
+            failed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long `ip` is still refused, with its count of failures.
+    fn refused(&self, ip: IpAddr) -> Option<(u32, Duration)> {
+        let mut t = self.table();
+        let (n, last) = *t.get(&ip)?;
+        let since = last.elapsed();
+        if since >= self.lockout {
+            t.remove(&ip);
+            return None;
+        }
+        (n >= self.attempts).then(|| (n, self.lockout - since))
+    }
+
+    /// Counts a failure of `ip`; returns its count.
+    fn failure(&self, ip: IpAddr) -> u32 {
+        let mut t = self.table();
+        let entry = t.entry(ip).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= self.lockout {
+            entry.0 = 0;
+        }
+        entry.0 += 1;
+        entry.1 = Instant::now();
+        // Bounded: addresses whose failures are forgotten leave the table.
+        if t.len() > 100_000 {
+            let lockout = self.lockout;
+            t.retain(|_, (_, last)| last.elapsed() < lockout);
+        }
+        t[&ip].0
+    }
+
+    fn success(&self, ip: IpAddr) {
+        self.table().remove(&ip);
+    }
+}
+
+/// A startup handler: SCRAM when users are configured (with the client's
+/// address, for [`Logins`]), trust otherwise.
 pub(crate) enum Startup {
-    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+    Scram {
+        handler: Box<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
+        peer: SocketAddr,
+        logins: Arc<Logins>,
+    },
     Trust(TrustStartup),
 }
 
@@ -98,16 +164,26 @@ impl NoopStartupHandler for TrustStartup {}
 
 /// The startup handler of one connection: a SASL exchange keeps its state in
 /// the handler.
-pub(crate) fn startup(users: Option<&Arc<dyn AuthSource>>) -> Startup {
+pub(crate) fn startup(
+    users: Option<&Arc<dyn AuthSource>>,
+    peer: SocketAddr,
+    logins: Arc<Logins>,
+) -> Startup {
     match users {
         None => Startup::Trust(TrustStartup),
         Some(users) => {
             let mut scram = ScramAuth::new(users.clone());
             scram.set_iterations(ITERATIONS);
-            Startup::Scram(
-                SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+            Startup::Scram {
+                handler: Box::new(
+                    SASLAuthStartupHandler::new(
+                        Arc::new(DefaultServerParameterProvider::default()),
+                    )
                     .with_scram(scram),
-            )
+                ),
+                peer,
+                logins,
+            }
         }
     }
 }
@@ -124,10 +200,64 @@ impl StartupHandler for Startup {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Startup::Scram(h) => h.on_startup(client, message).await,
-            Startup::Trust(h) => h.on_startup(client, message).await,
+        let (handler, peer, logins) = match self {
+            Startup::Trust(h) => return h.on_startup(client, message).await,
+            Startup::Scram {
+                handler,
+                peer,
+                logins,
+            } => (handler, *peer, logins),
+        };
+        let user = |client: &C| {
+            client
+                .metadata()
+                .get("user")
+                .cloned()
+                .unwrap_or_else(|| "?".into())
+        };
+        if let PgWireFrontendMessage::Startup(_) = &message {
+            if let Some((n, wait)) = logins.refused(peer.ip()) {
+                let who = match &message {
+                    PgWireFrontendMessage::Startup(s) => {
+                        s.parameters.get("user").cloned().unwrap_or_default()
+                    }
+                    _ => String::new(),
+                };
+                tracing::warn!(
+                    "login refused for user {who:?} from {peer}: {n} failed logins from {}; refused for {} s more",
+                    peer.ip(),
+                    wait.as_secs()
+                );
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    "28000".into(),
+                    format!(
+                        "too many failed logins from {}: try again in {} s (limits.login_attempts, limits.login_lockout_secs)",
+                        peer.ip(),
+                        wait.as_secs().max(1)
+                    ),
+                ))));
+            }
         }
+        let result = handler.on_startup(client, message).await;
+        match &result {
+            Err(PgWireError::InvalidPassword(_)) => {
+                let n = logins.failure(peer.ip());
+                tracing::warn!(
+                    "password authentication failed for user {:?} from {peer} ({n} of {} failed logins from {} within {} s)",
+                    user(client),
+                    logins.attempts,
+                    peer.ip(),
+                    logins.lockout.as_secs()
+                );
+            }
+            Ok(()) if matches!(client.state(), PgWireConnectionState::ReadyForQuery) => {
+                logins.success(peer.ip());
+                tracing::info!("user {:?} logged in from {peer}", user(client));
+            }
+            _ => {}
+        }
+        result
     }
 }
 

@@ -94,6 +94,25 @@ pub struct Limits {
     /// Longest a query may run; a client's `SET statement_timeout` can only lower it.
     #[serde(default = "default_timeout")]
     pub query_timeout_secs: u64,
+    /// Memory all queries together may use: each draws on it within its own
+    /// `query_memory_mb`; a query that finds it taken fails with 53200.
+    #[serde(default = "default_server_memory")]
+    pub server_memory_mb: u64,
+    /// A query whose plan DataFusion estimates at more rows than this at any
+    /// step runs in the heavy lane: `heavy_threads` threads shared by all
+    /// such queries, so that the others never wait behind them.
+    #[serde(default = "default_heavy_rows")]
+    pub heavy_rows: usize,
+    /// Threads of the heavy lane (default: one per core).
+    #[serde(default = "default_heavy_threads")]
+    pub heavy_threads: usize,
+    /// Failed logins from one client address before it is refused.
+    #[serde(default = "default_login_attempts")]
+    pub login_attempts: u32,
+    /// How long an address is refused after its last failed login once it
+    /// has `login_attempts` of them (a failure older than this is forgotten).
+    #[serde(default = "default_login_lockout")]
+    pub login_lockout_secs: u64,
 }
 
 fn default_sessions() -> usize {
@@ -105,6 +124,23 @@ fn default_memory() -> u64 {
 fn default_timeout() -> u64 {
     300
 }
+fn default_server_memory() -> u64 {
+    4096
+}
+fn default_heavy_rows() -> usize {
+    1_000_000
+}
+/// One per core: the heavy lane's threads then share the machine with the
+/// others' by the operating system's scheduler, which preempts.
+fn default_heavy_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+fn default_login_attempts() -> u32 {
+    5
+}
+fn default_login_lockout() -> u64 {
+    300
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -112,6 +148,11 @@ impl Default for Limits {
             max_sessions: default_sessions(),
             query_memory_mb: default_memory(),
             query_timeout_secs: default_timeout(),
+            server_memory_mb: default_server_memory(),
+            heavy_rows: default_heavy_rows(),
+            heavy_threads: default_heavy_threads(),
+            login_attempts: default_login_attempts(),
+            login_lockout_secs: default_login_lockout(),
         }
     }
 }

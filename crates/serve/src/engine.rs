@@ -2,15 +2,22 @@
 //! on, and its limits; and the handlers that put the library's simple-query
 //! handler behind the guard by text.
 
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, TrackConsumersPool,
+};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::{SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan, StatisticsArgs, StatisticsContext};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
@@ -177,6 +184,9 @@ fn single_value(name: &str, value: &str) -> PgWireResult<Response> {
 pub(crate) struct Engine {
     pub(crate) snapshots: Arc<Snapshots>,
     pub(crate) limits: Limits,
+    pub(crate) memory: Arc<ServerMemory>,
+    /// Where heavy queries run (`limits.heavy_rows`, `limits.heavy_threads`).
+    pub(crate) heavy: tokio::runtime::Handle,
 }
 
 const PIN_KEY: &str = "stmon.run";
@@ -207,35 +217,25 @@ impl Engine {
             .map_or(server, |c| c.min(server))
     }
 
-    /// A session over the snapshot with this query's own memory pool.
+    /// A session over the snapshot with this query's own memory pool, drawn
+    /// from the server's.
     fn query_context(&self, snap: &Snapshot) -> PgWireResult<SessionContext> {
-        let bytes = (self.limits.query_memory_mb as usize).saturating_mul(1024 * 1024);
+        let pool = QueryPool {
+            cap: mib(self.limits.query_memory_mb),
+            used: AtomicUsize::new(0),
+            server: self.memory.clone(),
+        };
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(bytes, 1.0)
+            .with_memory_pool(Arc::new(TrackConsumersPool::new(
+                pool,
+                NonZeroUsize::new(5).expect("5 > 0"),
+            )))
             .build_arc()
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
         let state = SessionStateBuilder::new_from_existing(snap.ctx.state())
             .with_runtime_env(runtime)
             .build();
         Ok(SessionContext::new_with_state(state))
-    }
-
-    /// A failed query's error; running out of the query's memory pool
-    /// (DataFusion's `ResourcesExhausted`, however deep it is wrapped) says
-    /// which limit it hit.
-    fn limit_error(&self, e: DataFusionError) -> PgWireError {
-        let text = e.to_string();
-        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
-            user_error(
-                "53200",
-                format!(
-                    "query needs more than the server's per-query memory limit of {} MB (limits.query_memory_mb): {text}",
-                    self.limits.query_memory_mb
-                ),
-            )
-        } else {
-            user_error("XX000", text)
-        }
     }
 
     /// Plans (unless given), runs within the limits, and collects the result.
@@ -249,7 +249,6 @@ impl Engine {
         let snap = self.snapshot(client).await?;
         let ctx = self.query_context(&snap)?;
         let timeout = self.timeout(client);
-        let cap = (self.limits.query_memory_mb as usize).saturating_mul(1024 * 1024);
         let work = async {
             let mut plan = ctx
                 .state()
@@ -265,28 +264,27 @@ impl Engine {
             let df = ctx
                 .execute_logical_plan(plan)
                 .await
-                .map_err(|e| self.limit_error(e))?;
+                .map_err(|e| limit_error(&self.limits, e))?;
             let schema = df.schema().clone();
-            let mut stream = df.execute_stream().await.map_err(|e| self.limit_error(e))?;
-            let mut batches = Vec::new();
-            let mut held = 0usize;
-            while let Some(b) = stream.next().await {
-                let b = b.map_err(|e| self.limit_error(e))?;
-                held += b.get_array_memory_size();
-                if held > cap {
-                    return Err(user_error(
-                        "53200",
-                        format!(
-                            "the result is larger than the server's per-query memory limit of {} MB (limits.query_memory_mb); add a LIMIT or aggregate",
-                            self.limits.query_memory_mb
-                        ),
-                    ));
+            let physical = df
+                .create_physical_plan()
+                .await
+                .map_err(|e| limit_error(&self.limits, e))?;
+            let run = collect(physical.clone(), ctx.task_ctx(), self.limits.clone());
+            let (batches, held) = match heavy(&physical, self.limits.heavy_rows) {
+                None => run.await?,
+                Some((rows, at)) => {
+                    tracing::debug!("heavy lane: {rows} rows estimated at {at}");
+                    let task = self.heavy.spawn(run);
+                    // A query that times out, or whose client leaves, stops.
+                    let _stop = AbortOnDrop(task.abort_handle());
+                    task.await
+                        .map_err(|e| user_error("XX000", e.to_string()))??
                 }
-                batches.push(b);
-            }
-            Ok((schema, batches))
+            };
+            PgWireResult::Ok((schema, batches, held))
         };
-        let (schema, batches) = tokio::time::timeout(timeout, work).await.map_err(|_| {
+        let (schema, batches, _held) = tokio::time::timeout(timeout, work).await.map_err(|_| {
             user_error(
                 "57014",
                 format!(
@@ -539,4 +537,209 @@ mod tests {
             }
         }
     }
+}
+
+fn mib(mb: u64) -> usize {
+    (mb as usize).saturating_mul(1024 * 1024)
+}
+
+/// How the server's pool names itself in an error ([`Engine::limit_error`]
+/// tells the two limits apart by it).
+const SERVER_POOL: &str = "the server's memory for all queries (limits.server_memory_mb)";
+
+/// The memory every query draws on (`limits.server_memory_mb`).
+#[derive(Debug)]
+pub(crate) struct ServerMemory {
+    pub(crate) cap: usize,
+    pub(crate) used: AtomicUsize,
+}
+
+impl ServerMemory {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        ServerMemory {
+            cap: mib(limits.server_memory_mb),
+            used: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// One query's memory pool: its own cap (`limits.query_memory_mb`) within
+/// the server's, so that the operators of all queries together never hold
+/// more than `limits.server_memory_mb`.
+#[derive(Debug)]
+struct QueryPool {
+    cap: usize,
+    used: AtomicUsize,
+    server: Arc<ServerMemory>,
+}
+
+impl std::fmt::Display for QueryPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the query's memory (limits.query_memory_mb: {} MB)",
+            self.cap / (1024 * 1024)
+        )
+    }
+}
+
+/// Adds `n` to `used` if that stays within `cap`; the amount in use otherwise.
+fn take(used: &AtomicUsize, cap: usize, n: usize) -> std::result::Result<usize, usize> {
+    used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+        u.checked_add(n).filter(|t| *t <= cap)
+    })
+}
+
+impl MemoryPool for QueryPool {
+    fn name(&self) -> &str {
+        "stmon-query"
+    }
+
+    fn grow(&self, _: &MemoryReservation, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+        self.server.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn shrink(&self, _: &MemoryReservation, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+        self.server.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    fn try_grow(&self, r: &MemoryReservation, n: usize) -> datafusion::error::Result<()> {
+        let mb = |b: usize| b as f64 / (1024.0 * 1024.0);
+        take(&self.used, self.cap, n).map_err(|used| {
+            DataFusionError::ResourcesExhausted(format!(
+                "{:.1} MB more for {} would pass {self} ({:.1} MB in use)",
+                mb(n),
+                r.consumer().name(),
+                mb(used)
+            ))
+        })?;
+        if let Err(used) = take(&self.server.used, self.server.cap, n) {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{:.1} MB more for {} would pass {SERVER_POOL}: {} MB, {:.1} MB in use by queries now",
+                mb(n),
+                r.consumer().name(),
+                self.server.cap / (1024 * 1024),
+                mb(used)
+            )));
+        }
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        MemoryLimit::Finite(self.cap)
+    }
+}
+
+/// A failed query's error; running out of the query's memory pool
+/// (DataFusion's `ResourcesExhausted`, however deep it is wrapped) says
+/// which limit it hit.
+fn limit_error(limits: &Limits, e: DataFusionError) -> PgWireError {
+    let text = e.to_string();
+    if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) && text.contains(SERVER_POOL)
+    {
+        user_error(
+            "53200",
+            format!(
+                "the memory of all queries together ({} MB, limits.server_memory_mb) is in use by other queries now; try again: {text}",
+                limits.server_memory_mb
+            ),
+        )
+    } else if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+        user_error(
+            "53200",
+            format!(
+                "query needs more than the server's per-query memory limit of {} MB (limits.query_memory_mb): {text}",
+                limits.query_memory_mb
+            ),
+        )
+    } else {
+        user_error("XX000", text)
+    }
+}
+
+/// Runs a physical plan and collects its result, counting it in the
+/// query's memory pool while it is collected (the result is held until it
+/// is sent).
+async fn collect(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+    limits: Limits,
+) -> PgWireResult<(Vec<RecordBatch>, MemoryReservation)> {
+    let held = MemoryConsumer::new("query result").register(task.memory_pool());
+    let mut stream = execute_stream(plan, task).map_err(|e| limit_error(&limits, e))?;
+    let mut batches = Vec::new();
+    while let Some(b) = stream.next().await {
+        let b = b.map_err(|e| limit_error(&limits, e))?;
+        if let Err(e) = held.try_grow(b.get_array_memory_size()) {
+            return Err(match limit_error(&limits, e) {
+                PgWireError::UserError(info) if info.message.contains("limits.query_memory_mb") => {
+                    user_error(
+                        "53200",
+                        format!(
+                            "the result is larger than the server's per-query memory limit of {} MB (limits.query_memory_mb); add a LIMIT or aggregate",
+                            limits.query_memory_mb
+                        ),
+                    )
+                }
+                other => other,
+            });
+        }
+        batches.push(b);
+    }
+    Ok((batches, held))
+}
+
+/// Whether a plan goes to the heavy lane: the most rows DataFusion
+/// estimates at any of its steps, and the step, when that passes
+/// `limits.heavy_rows`.
+fn heavy(plan: &Arc<dyn ExecutionPlan>, rows: usize) -> Option<(usize, String)> {
+    fn walk(
+        stats: &StatisticsContext,
+        plan: &Arc<dyn ExecutionPlan>,
+        rows: usize,
+    ) -> Option<(usize, String)> {
+        let here = stats
+            .compute(plan.as_ref(), &StatisticsArgs::new())
+            .ok()
+            .and_then(|s| s.num_rows.get_value().copied())
+            .filter(|n| *n > rows)
+            .map(|n| (n, plan.name().to_string()));
+        here.into_iter()
+            .chain(
+                plan.children()
+                    .into_iter()
+                    .filter_map(|c| walk(stats, c, rows)),
+            )
+            .max_by_key(|(n, _)| *n)
+    }
+    walk(&StatisticsContext::new(), plan, rows)
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The runtime of the heavy lane: `threads` worker threads, for the life of
+/// the process (a runtime may not be dropped inside another).
+pub(crate) fn heavy_lane(threads: usize) -> std::io::Result<tokio::runtime::Handle> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("stmon-heavy")
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
+    std::mem::forget(rt);
+    Ok(handle)
 }

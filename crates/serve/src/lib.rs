@@ -33,7 +33,7 @@ mod auth;
 mod config;
 mod engine;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +80,8 @@ pub enum Error {
         path: PathBuf,
         reason: String,
     },
+    #[error("starting the heavy lane's threads (limits.heavy_threads): {source}")]
+    Runtime { source: std::io::Error },
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -158,11 +160,74 @@ fn live_label(run: Option<String>) -> String {
     }
 }
 
-/// The snapshot readers get now (see `runs::reader`).
+/// The snapshot readers get now (see [`settled`]).
 async fn published(wh: &Warehouse, project: &Project) -> Result<Snapshot> {
-    let (wh, run) = stmon_models::runs::reader(wh).await?;
-    let key = versions_key(&wh, project).await?;
-    open_snapshot(&wh, project, live_label(run), key).await
+    let (wh, label, key) = settled(wh, project, None).await?;
+    open_snapshot(&wh, project, label, key).await
+}
+
+/// Every table's latest version, `audit/runs` with them.
+async fn latest_versions(wh: &Warehouse, project: &Project) -> Result<BTreeMap<String, u64>> {
+    let mut v = stmon_models::runs::all_versions(wh, project).await?;
+    let runs = TableId::new("audit", "runs");
+    if let Some(n) = wh.table(&runs).await?.version() {
+        v.insert(runs.to_string(), n);
+    }
+    Ok(v)
+}
+
+/// The versions a new snapshot reads, no writer being part-way through them:
+/// the warehouse pinned to them, what they are, and their key. While a writer
+/// holds the lock, the last finished run's (`runs::reader`). Otherwise the
+/// latest, read twice between two looks at the lock, and taken only when
+/// the lock was free at both and the reads agree: a writer that took the lock
+/// after the first look and committed while the versions were read changes
+/// one between the reads, or still holds the lock at the second look. (Read
+/// once, a run starting meanwhile could be seen with its ingest and without
+/// its models.) When writes keep coming, the last finished run's. A first
+/// read equal to `served` (a key this function returned) means nothing
+/// changed: that key is returned at once.
+async fn settled(
+    wh: &Warehouse,
+    project: &Project,
+    served: Option<&str>,
+) -> Result<(Warehouse, String, String)> {
+    for attempt in 0..5 {
+        let (reader, run) = stmon_models::runs::reader(wh).await?;
+        if run.is_some() {
+            let key = versions_key(&reader, project).await?;
+            return Ok((reader, live_label(run), key));
+        }
+        let first = latest_versions(wh, project).await?;
+        if served == Some(format!("{first:?}").as_str()) {
+            return Ok((wh.clone(), live_label(None), format!("{first:?}")));
+        }
+        let second = latest_versions(wh, project).await?;
+        if first == second && wh.lock_holder().await?.is_none() {
+            let key = format!("{first:?}");
+            return Ok((
+                wh.pinned(stmon_models::runs::pins_of(&first)),
+                live_label(None),
+                key,
+            ));
+        }
+        tracing::debug!(
+            attempt,
+            "a writer committed while the versions were read: again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    match stmon_models::runs::last_snapshot(wh).await? {
+        Some((run, pins)) => {
+            let pinned = wh.pinned(pins);
+            let key = versions_key(&pinned, project).await?;
+            Ok((pinned, format!("run {run} (writes are coming)"), key))
+        }
+        None => {
+            let key = versions_key(wh, project).await?;
+            Ok((wh.clone(), live_label(None), key))
+        }
+    }
 }
 
 impl Snapshots {
@@ -188,12 +253,12 @@ impl Snapshots {
 
     /// Swaps in the published snapshot when its versions changed.
     async fn refresh(&self) -> Result<bool> {
-        let (wh, run) = stmon_models::runs::reader(&self.wh).await?;
-        let key = versions_key(&wh, &self.project).await?;
+        let served = self.live().key.clone();
+        let (wh, label, key) = settled(&self.wh, &self.project, Some(&served)).await?;
         if key == self.live().key {
             return Ok(false);
         }
-        let s = open_snapshot(&wh, &self.project, live_label(run), key).await?;
+        let s = open_snapshot(&wh, &self.project, label, key).await?;
         tracing::info!(snapshot = %s.label, "serving newly published versions");
         *self.live.write().expect("snapshot lock") = Arc::new(s);
         Ok(true)
@@ -273,7 +338,11 @@ impl Server {
         let engine = Arc::new(engine::Engine {
             snapshots: self.snapshots.clone(),
             limits: self.config.limits.clone(),
+            memory: Arc::new(engine::ServerMemory::new(&self.config.limits)),
+            heavy: engine::heavy_lane(self.config.limits.heavy_threads)
+                .map_err(|source| Error::Runtime { source })?,
         });
+        let logins = Arc::new(auth::Logins::new(&self.config.limits));
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             engine,
             Arc::new(SetShowHook),
@@ -322,7 +391,11 @@ impl Server {
                         Ok(permit) => {
                             let h = Arc::new(engine::Handlers {
                                 service: service.clone(),
-                                startup: Arc::new(auth::startup(self.users.as_ref())),
+                                startup: Arc::new(auth::startup(
+                                    self.users.as_ref(),
+                                    peer,
+                                    logins.clone(),
+                                )),
                             });
                             tokio::spawn(async move {
                                 if let Err(e) = process_socket(socket, tls, h).await {

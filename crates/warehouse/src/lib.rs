@@ -50,6 +50,7 @@ mod inflight;
 pub mod lock;
 mod maintain;
 mod probes;
+pub mod resilient;
 mod session;
 pub mod store;
 mod tables;
@@ -71,6 +72,8 @@ pub use tables::{
 pub enum Error {
     #[error("warehouse {location}: {message}")]
     Location { location: String, message: String },
+    #[error("storage option {option}: {message}")]
+    StorageOption { option: String, message: String },
     #[error("table {table}: {source}")]
     Delta {
         table: String,

@@ -71,6 +71,9 @@ pub struct Warehouse {
     handles: Option<Handles>,
     /// Where sessions run their queries ([`crate::Engine`]).
     pub(crate) engine: crate::Engine,
+    /// Object-store options for every table and object of the warehouse
+    /// ([`Warehouse::with_storage_options`]).
+    storage: Arc<HashMap<String, String>>,
 }
 
 /// Open tables by id, each at the version it was read at (a write of the
@@ -224,6 +227,8 @@ impl Warehouse {
         };
         if root.scheme() == "file" {
             crate::store::register();
+        } else {
+            crate::resilient::register(root.scheme());
         }
         let mut root = root;
         if !root.path().ends_with('/') {
@@ -235,7 +240,52 @@ impl Warehouse {
             pins: None,
             handles: None,
             engine: crate::Engine::Local,
+            storage: Arc::default(),
         })
+    }
+
+    /// Object-store options (`KEY=VALUE`) for every table and object of the
+    /// warehouse and its inbox: delta-rs's and object_store's keys, e.g.
+    /// `max_retries=3`, `retry_timeout=30s`, `backoff_config.init_backoff=50ms`,
+    /// `timeout=60s`, `aws_region=…`. Values are checked here; a key neither
+    /// knows is refused.
+    pub fn with_storage_options(mut self, options: &[String]) -> Result<Self> {
+        let bad = |option: &str, message: String| Error::StorageOption {
+            option: option.into(),
+            message,
+        };
+        let mut map = HashMap::new();
+        for option in options {
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| bad(option, "expected KEY=VALUE".into()))?;
+            map.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        let config = deltalake::logstore::StorageConfig::parse_options(map.clone())
+            .map_err(|e| bad(&options.join(","), e.to_string()))?;
+        for key in config.unknown_properties.keys() {
+            let lower = key.to_ascii_lowercase();
+            let s3 = <object_store::aws::AmazonS3ConfigKey as std::str::FromStr>::from_str(&lower)
+                .is_ok();
+            let client =
+                <object_store::ClientConfigKey as std::str::FromStr>::from_str(&lower).is_ok();
+            if !(s3 || client || lower.starts_with("aws_")) {
+                return Err(bad(
+                    key,
+                    "not an object-store option (retry: max_retries, retry_timeout, \
+                     backoff_config.init_backoff/max_backoff/base; client: timeout, \
+                     connect_timeout, …; S3: aws_…)"
+                        .into(),
+                ));
+            }
+        }
+        self.storage = Arc::new(map);
+        Ok(self)
+    }
+
+    /// The options [`Warehouse::with_storage_options`] set.
+    pub fn storage_options(&self) -> &HashMap<String, String> {
+        &self.storage
     }
 
     pub fn table_url(&self, id: &TableId) -> Url {
@@ -281,7 +331,10 @@ impl Warehouse {
             table: id.to_string(),
             source,
         };
-        let mut table = DeltaTable::try_from_url(url).await.map_err(delta)?;
+        let mut table =
+            DeltaTable::try_from_url_with_storage_options(url, self.storage.as_ref().clone())
+                .await
+                .map_err(delta)?;
         if let Some(v) = self.pins.as_ref().and_then(|p| p.get(id)) {
             table.load_version(*v as _).await.map_err(delta)?;
         }
@@ -302,13 +355,7 @@ impl Warehouse {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        let table = DeltaTable::try_from_url(url)
-            .await
-            .map_err(|source| Error::Delta {
-                table: prefix.into(),
-                source,
-            })?;
-        let store = table.object_store();
+        let store = self.store_at(url, prefix)?;
         let objects: Vec<object_store::ObjectMeta> = store
             .list(None)
             .try_collect()
@@ -461,6 +508,7 @@ impl Warehouse {
     /// The object store at a URL of this warehouse, without reading anything.
     fn store_at(&self, url: Url, what: &str) -> Result<Arc<dyn object_store::ObjectStore>> {
         deltalake::DeltaTableBuilder::from_url(url)
+            .map(|b| b.with_storage_options(self.storage.as_ref().clone()))
             .and_then(|b| b.build_storage())
             .map(|s| s.object_store(None))
             .map_err(|source| Error::Delta {
