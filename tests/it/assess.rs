@@ -81,7 +81,7 @@ async fn a_county_ranking_by_hand_and_its_reproduction_after_a_correction() {
     );
     assert_eq!(
         t.rows[2][notes].text(),
-        "industrial_rd_ratio: missing: weight redistributed"
+        "规上研发：缺数，权重按比例分给其余指标"
     );
     assert!(a.provenance.scheme_hash.len() == 64);
     let v0 = a.provenance.source_version;

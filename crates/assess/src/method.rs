@@ -33,6 +33,16 @@ impl Cell {
             Cell::NoTarget => "no target: treated as missing",
         }
     }
+
+    /// The note as the committee's tables say it (备注).
+    pub fn note_zh(&self) -> &'static str {
+        match self {
+            Cell::Scored => "",
+            Cell::MissingZero => "缺数，计0分",
+            Cell::MissingRedistributed => "缺数，权重按比例分给其余指标",
+            Cell::NoTarget => "无目标值，按缺数处理",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

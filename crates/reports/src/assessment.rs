@@ -311,14 +311,16 @@ fn layout(a: &Assessment) -> Vec<Table> {
     tables
 }
 
+/// The 备注 of a unit's row, in Chinese with the work plan's indicator
+/// names (the scheme's labels): what a committee reads.
 fn notes(s: &Scheme, r: &UnitResult) -> String {
     r.cells
         .iter()
         .enumerate()
-        .filter(|(_, c)| !c.note().is_empty())
-        .map(|(i, c)| format!("{}: {}", s.indicators[i].id, c.note()))
+        .filter(|(_, c)| !c.note_zh().is_empty())
+        .map(|(i, c)| format!("{}：{}", label(s, &s.indicators[i].id), c.note_zh()))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("；")
 }
 
 fn level_table(a: &Assessment, base: &str) -> Table {
