@@ -261,7 +261,28 @@ fn the_committee_files_carry_the_tables_and_their_provenance() {
     // One bar per county, and one rank interval per county.
     assert_eq!(html.matches("<rect class=\"bar\"").count(), 6 + 6);
     assert_eq!(html.matches("class=\"interval\"").count(), 6);
-    assert!(html.contains("越城区") && html.contains("Delta version"));
+    assert!(html.contains("越城区") && html.contains("Delta 版本"));
+    // Everything a committee reads is in Chinese: no English words outside
+    // the tags, the provenance's values (table, file and command) and ids.
+    let text = html
+        .split('<')
+        .filter_map(|part| part.split_once('>').map(|(_, t)| t))
+        .collect::<String>();
+    for english in [
+        "ranking",
+        "scores",
+        "rank intervals",
+        "indicator detail",
+        "warehouse version",
+        "ran at",
+        "reproduce",
+        "missing",
+        "weight redistributed",
+        "change against",
+        "rank 1",
+    ] {
+        assert!(!text.contains(english), "{english} in the report's text");
+    }
 
     // Delta tables for the warehouse, with provenance.
     let o = stmon()

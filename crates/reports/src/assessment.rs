@@ -300,7 +300,7 @@ fn layout(a: &Assessment) -> Vec<Table> {
         tables.push(Table {
             name: format!("{base}_change"),
             title: format!(
-                "{} — 相对上年变化 (change against {})",
+                "{} — 相对{}年变化",
                 s.title.clone().unwrap_or_else(|| s.name.clone()),
                 s.year - 1
             ),

@@ -14,17 +14,17 @@ fn provenance_lines(a: &Assessment) -> Vec<(String, String)> {
     let p = &a.provenance;
     vec![
         (
-            "方案 scheme".into(),
+            "方案".into(),
             format!("{} ({})", p.scheme_name, p.scheme_file),
         ),
-        ("方案哈希 scheme sha256".into(), p.scheme_hash.clone()),
+        ("方案哈希（SHA-256）".into(), p.scheme_hash.clone()),
         (
-            "数据版本 warehouse version".into(),
-            format!("{} @ Delta version {}", p.source_table, p.source_version),
+            "数据版本".into(),
+            format!("{}，Delta 版本 {}", p.source_table, p.source_version),
         ),
-        ("生成时间 ran at".into(), p.ran_at.to_rfc3339()),
+        ("生成时间".into(), p.ran_at.to_rfc3339()),
         (
-            "重现 reproduce".into(),
+            "重现命令".into(),
             format!(
                 "stmon assess --year {} --scheme {} --version {}",
                 a.scheme.year, p.scheme_file, p.source_version
@@ -163,7 +163,7 @@ fn score_chart(t: &Table, score_col: &str) -> String {
     let (left, bar_h, w) = (170.0, 22.0, 420.0);
     let height = 30.0 + t.rows.len() as f64 * bar_h;
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"scores\">",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"得分\">",
         left + w + 60.0
     );
     for tick in [0, 25, 50, 75, 100] {
@@ -217,7 +217,7 @@ fn interval_chart(t: &Table) -> String {
     let height = 30.0 + t.rows.len() as f64 * row_h;
     let xr = |rank: f64| left + w * (rank - 1.0) / (n - 1.0).max(1.0);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"rank intervals\">",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"排名稳健性\">",
         left + w + 40.0
     );
     for (i, r) in t.rows.iter().enumerate() {
@@ -247,7 +247,7 @@ fn interval_chart(t: &Table) -> String {
     }
     let _ = write!(
         s,
-        "<text x=\"{left}\" y=\"{}\" font-size=\"10\" fill=\"#666\">rank 1</text><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#666\" text-anchor=\"end\">rank {n}</text></svg>",
+        "<text x=\"{left}\" y=\"{}\" font-size=\"10\" fill=\"#666\">第1名</text><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#666\" text-anchor=\"end\">第{n}名</text></svg>",
         height - 3.0,
         left + w,
         height - 3.0
@@ -258,12 +258,12 @@ fn interval_chart(t: &Table) -> String {
 /// One self-contained HTML file (no scripts, no external resources).
 pub fn write_html(all: &[Assessment], path: &Path) -> Result<()> {
     let mut h = String::from(
-        "<!DOCTYPE html><html lang=\"zh\"><head><meta charset=\"utf-8\"><title>年度科技进步考核 assessment</title><style>\
+        "<!DOCTYPE html><html lang=\"zh\"><head><meta charset=\"utf-8\"><title>年度科技进步考核</title><style>\
          body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:12px;margin:8px 0 24px}\
          th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f2f2f2}td.t{text-align:left}\
          .prov{font-size:12px;color:#555}h2{margin-top:36px}.chart{display:block;margin:8px 0}\
          .wide{overflow-x:auto;max-width:100%}td,th{white-space:nowrap}</style></head><body>\
-         <h1>年度科技进步目标责任制考核 — year-end assessment</h1>",
+         <h1>年度科技进步目标责任制考核</h1>",
     );
     for a in all {
         for t in &a.tables {
@@ -282,10 +282,10 @@ pub fn write_html(all: &[Assessment], path: &Path) -> Result<()> {
             } else {
                 "change_score"
             };
-            h.push_str("<h3>得分 scores</h3>");
+            h.push_str("<h3>得分</h3>");
             h.push_str(&score_chart(t, score_col));
             if col(t, "mc_median_rank").is_some() {
-                h.push_str("<h3>排名稳健性 rank intervals (P5–P95, ● median, | nominal)</h3>");
+                h.push_str("<h3>排名稳健性（模拟排名 P5–P95；● 中位数，| 实际名次）</h3>");
                 h.push_str(&interval_chart(t));
             }
             // The ranking first (summary columns), then every indicator's value,
@@ -304,10 +304,7 @@ pub fn write_html(all: &[Assessment], path: &Path) -> Result<()> {
                 .map(|(i, _)| i)
                 .collect();
             let all: Vec<usize> = (0..t.columns.len()).collect();
-            for (title, cols) in [
-                ("排名 ranking", &summary),
-                ("指标明细 indicator detail", &all),
-            ] {
+            for (title, cols) in [("排名", &summary), ("指标明细", &all)] {
                 let _ = write!(h, "<h3>{title}</h3><div class=\"wide\"><table><thead><tr>");
                 for &c in cols {
                     let _ = write!(h, "<th>{}</th>", esc(&t.columns[c].1));
