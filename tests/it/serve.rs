@@ -620,8 +620,8 @@ fn fifty_sessions_of_small_and_heavy_queries_within_the_limits_while_a_run_publi
             "50".into(),
             "10".into(),
             stop.display().to_string(),
-            "240".into(),
-            "1.0".into(),
+            "400".into(),
+            "2.0".into(),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

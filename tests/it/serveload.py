@@ -53,12 +53,12 @@ def done():
     if os.path.exists(stop_file):
         if stopping["at"] is None:
             stopping["at"] = now
-        # Until the published run is seen (two pairs) and 2 s more, at most 120 s.
+        # Until the published run is seen (two pairs) and 2 s more, at most 240 s.
         if len(out["pairs"]) >= 2 and stopping.get("seen") is None:
             stopping["seen"] = now
         if stopping.get("seen") is not None:
             return now - stopping["seen"] > 2.0
-        return now - stopping["at"] > 120.0
+        return now - stopping["at"] > 240.0
     return False
 
 
