@@ -2,6 +2,7 @@
 
 mod assess;
 mod cluster;
+mod docs;
 mod explain;
 mod fixtures;
 mod ingest;
@@ -94,6 +95,7 @@ pub enum Command {
     Serve(serve::Args),
     Assess(assess::Args),
     Explain(explain::Args),
+    Docs(docs::Args),
     /// Deterministic test data in the contract's format.
     #[command(subcommand)]
     Fixtures(fixtures::FixturesCommand),
@@ -212,6 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&cli, args).await,
         Command::Assess(args) => assess::run(&cli, args).await,
         Command::Explain(args) => explain::run(&cli, args).await,
+        Command::Docs(args) => docs::run(&cli, args).await,
         Command::Fixtures(c) => fixtures::run(&cli, c),
         Command::Cluster(c) => cluster::run(c).await,
     }

@@ -14,7 +14,9 @@ use stmon_reports::progress::{self, Targets};
 /// YAML. Cumulative indicators (counts, amounts) are compared with time
 /// progress m/12, rates with 1: green when on track, yellow when at least 80 %
 /// of the way, red otherwise. Prints a table (rows: indicators; columns:
-/// divisions) and writes the long table as CSV and XLSX with Chinese headers.
+/// divisions) and writes the long table as CSV and XLSX with Chinese headers;
+/// with `--html`, also one offline page with a card and a month-by-month
+/// chart per indicator, red first.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The target year.
@@ -27,9 +29,19 @@ pub struct Args {
     /// Targets YAML. Default: pipelines/targets-<year>.yaml.
     #[arg(long)]
     pub targets: Option<PathBuf>,
-    /// Folder for progress-<year>-<MM>.csv and .xlsx.
+    /// Folder for progress-<year>-<MM>.csv and .xlsx (and .html).
     #[arg(long, default_value = "reports")]
     pub out: PathBuf,
+    /// Also write progress-<year>-<MM>.html: for the city and each county,
+    /// every indicator's completion, time progress and light, with a chart
+    /// of completion month by month; red first. One file, no outside
+    /// resources: it opens from an e-mail attachment.
+    #[arg(long)]
+    pub html: bool,
+    /// Read marts.indicators at this Delta version (as a page's 重现命令
+    /// does), not the latest.
+    #[arg(long)]
+    pub version: Option<u64>,
 }
 
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -48,7 +60,11 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     }
     let project = super::load_project(cli)?;
     let catalog = super::load_catalog(cli)?;
-    let wh = super::open_warehouse(cli, catalog)?;
+    let mut wh = super::open_warehouse(cli, catalog)?;
+    let table = stmon_warehouse::TableId::new("marts", "indicators");
+    if let Some(v) = args.version {
+        wh = wh.pinned([(table.clone(), v)].into());
+    }
     let ctx = stmon_models::run::session(&wh, &project).await?;
     if !ctx.table_exist("marts.indicators")? {
         anyhow::bail!("marts.indicators does not exist yet: run `stmon models run` first");
@@ -62,6 +78,19 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let (csv, xlsx) = files::progress(&args.out, args.year, month);
     progress::write(&rows, &csv, &xlsx)?;
     println!("written: {} and {}", csv.display(), xlsx.display());
+    if args.html {
+        let version = wh.table(&table).await?.version().unwrap_or(0) as i64;
+        let history = progress::history(&ctx, &targets, args.year, month).await?;
+        let source = progress::PageSource {
+            table: "marts.indicators".into(),
+            version,
+            targets_file: targets_path.display().to_string(),
+            ran_at: chrono::Utc::now(),
+        };
+        let path = files::progress_html(&args.out, args.year, month);
+        progress::write_html(&rows, &history, args.year, month, &source, &path)?;
+        println!("written: {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -144,6 +144,20 @@ async fn zones_rank_within_their_level_and_institutes_get_grades() {
         .collect();
     // Each zone alone in its level: min_max of one value is 100, rank 1.
     assert_eq!(rows, ["national 1 Z1 100.00", "provincial 1 Z2 100.00"]);
+    // The table keeps the form's ids; what people read shows its labels.
+    let out = dir.path().join("zone-reports");
+    let csv = stmon_reports::report::write_csv(&a, &out).unwrap();
+    let csv = std::fs::read_to_string(&csv[0]).unwrap();
+    let groups: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap())
+        .collect();
+    assert_eq!(groups, ["国家级", "省级"]);
+    let html = out.join("zones.html");
+    stmon_reports::report::write_html(std::slice::from_ref(&a), &html).unwrap();
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("<td class=\"t\">国家级</td>") && !html.contains(">national<"));
 
     let scheme = dir.path().join("inst.yaml");
     std::fs::write(&scheme, "name: i\nunit: institute\nyear: 2023\nmissing: zero\ngrades: [{grade: A, min: 60}, {grade: B, min: 0}]\nindicators:\n  - {id: transfer_rate, weight: 1, normalisation: goalposts, lower: 0, upper: 1}\n  - {id: landing_rate, weight: 1, normalisation: goalposts, lower: 0, upper: 1}\n").unwrap();

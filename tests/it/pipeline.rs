@@ -201,6 +201,7 @@ async fn a_second_run_changes_nothing_and_a_correction_rebuilds_only_what_reads_
     assert_eq!(step_items(&r1, "ingest")["enterprise_rd"], "ok");
     for f in [
         "progress-2023-12.csv",
+        "progress-2023-12.html",
         "assessment-2023.xlsx",
         "assessment-2023.html",
         "assessment_counties.csv",
@@ -208,6 +209,27 @@ async fn a_second_run_changes_nothing_and_a_correction_rebuilds_only_what_reads_
         assert!(s.reports.join(f).is_file(), "{f} written");
     }
     let html_before = std::fs::read(s.reports.join("assessment-2023.html")).unwrap();
+    let progress_before = std::fs::read(s.reports.join("progress-2023-12.html")).unwrap();
+    // The docs site names this run as the writer of the models' tables and
+    // shows the data tests it passed.
+    let site = s.dir.join("site");
+    let o = stmon(&wh, &["docs", "--out", site.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let page = std::fs::read_to_string(site.join("models/marts.indicators.html")).unwrap();
+    let run_id = r1["metadata"]["run_id"].as_str().unwrap();
+    let v0 = page.split("<tr data-version=\"0\">").nth(1).unwrap();
+    let v0 = &v0[..v0.find("</tr>").unwrap()];
+    assert!(
+        v0.contains(&format!(
+            "<td class=\"t\">WRITE</td><td class=\"t\">{run_id}</td>"
+        )),
+        "{v0}"
+    );
+    assert!(page.contains(&format!(
+        "<p class=\"last-test\" data-status=\"pass\">最近一次结果：<span class=\"light green\">通过</span> 13 项测试，0 项失败（运行 <code>{run_id}</code>"
+    )));
 
     // Nothing new: no table gets a new version, no report is rewritten.
     let second = run(&s, &wh, &[]);
@@ -228,6 +250,13 @@ async fn a_second_run_changes_nothing_and_a_correction_rebuilds_only_what_reads_
         std::fs::read(s.reports.join("assessment-2023.html")).unwrap(),
         html_before
     );
+    assert_eq!(
+        std::fs::read(s.reports.join("progress-2023-12.html")).unwrap(),
+        progress_before
+    );
+    assert!(step_items(&r2, "reports")
+        .values()
+        .all(|s| s == "up_to_date"));
     assert!(text(&second).contains("nothing new"), "{}", text(&second));
 
     // A correction of one enterprise_rd row: only the models that read

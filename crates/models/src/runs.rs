@@ -27,6 +27,18 @@ pub async fn all_versions(
     wh: &Warehouse,
     project: &crate::Project,
 ) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for id in data_tables(wh, project) {
+        if let Some(v) = wh.table(&id).await?.version() {
+            out.insert(id.to_string(), v);
+        }
+    }
+    Ok(out)
+}
+
+/// Every table of the warehouse but the run record: the ingest tables, the
+/// project's model tables and the assessment tables.
+pub fn data_tables(wh: &Warehouse, project: &crate::Project) -> Vec<TableId> {
     let mut ids: Vec<TableId> = wh.ingest_tables().into_keys().collect();
     ids.extend(
         project
@@ -38,13 +50,7 @@ pub async fn all_versions(
             .iter()
             .map(|t| TableId::new("marts", t)),
     );
-    let mut out = BTreeMap::new();
-    for id in ids {
-        if let Some(v) = wh.table(&id).await?.version() {
-            out.insert(id.to_string(), v);
-        }
-    }
-    Ok(out)
+    ids
 }
 
 pub fn table_id() -> TableId {

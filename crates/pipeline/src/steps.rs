@@ -318,8 +318,18 @@ pub(crate) async fn tests(c: &Ctx<'_>, engine: &stmon_warehouse::Engine) -> Step
     ))
 }
 
-pub(crate) async fn progress(c: &Ctx<'_>) -> StepResult {
-    let started = Utc::now();
+/// Progress as of the pipeline's month: the session it was read in, the
+/// targets, the month, the rows and the fingerprint of what they come from
+/// (the indicators' build, the targets file, the month).
+struct Progress {
+    ctx: datafusion::prelude::SessionContext,
+    targets: prog::Targets,
+    month: u32,
+    rows: Vec<prog::ProgressRow>,
+    fingerprint: String,
+}
+
+async fn progress_of(c: &Ctx<'_>) -> Result<Progress> {
     let p = c.pipeline;
     let targets = prog::Targets::load(&p.targets)?;
     let ctx = stmon_models::run::session(c.wh, c.project).await?;
@@ -333,19 +343,37 @@ pub(crate) async fn progress(c: &Ctx<'_>) -> StepResult {
         _ => prog::latest_month(&ctx, p.year).await?,
     };
     let rows = prog::progress(&ctx, &targets, p.year, month).await?;
+    let source = state::stored_fingerprint(c.wh, &TableId::new("marts", "indicators"))
+        .await?
+        .unwrap_or_default();
+    let fingerprint = state::sha256_hex(&[
+        source.as_bytes(),
+        &std::fs::read(&p.targets).map_err(io(&p.targets))?,
+        month.to_string().as_bytes(),
+    ]);
+    Ok(Progress {
+        ctx,
+        targets,
+        month,
+        rows,
+        fingerprint,
+    })
+}
+
+pub(crate) async fn progress(c: &Ctx<'_>) -> StepResult {
+    let started = Utc::now();
+    let p = c.pipeline;
+    let Progress {
+        month,
+        rows,
+        fingerprint: fp,
+        ..
+    } = progress_of(c).await?;
     (c.on)(Event::Progress {
         rows: &rows,
         year: p.year,
         month,
     });
-    let source = state::stored_fingerprint(c.wh, &TableId::new("marts", "indicators"))
-        .await?
-        .unwrap_or_default();
-    let fp = state::sha256_hex(&[
-        source.as_bytes(),
-        &std::fs::read(&p.targets).map_err(io(&p.targets))?,
-        month.to_string().as_bytes(),
-    ]);
     let (csv, xlsx) = files::progress(&p.reports, p.year, month);
     let item = csv.display().to_string();
     let (status, summary) = if c.done_before(Step::Progress, &item, &fp, RowStatus::Written)
@@ -455,8 +483,41 @@ pub(crate) async fn assessment(c: &mut Ctx<'_>) -> StepResult {
     ))
 }
 
+/// The progress page (`progress-<year>-<MM>.html`) of the reports step:
+/// its run record row, and whether it was written (not up to date).
+async fn progress_page(c: &Ctx<'_>, started: chrono::DateTime<Utc>) -> Result<(RunRow, bool)> {
+    let p = c.pipeline;
+    let pr = progress_of(c).await?;
+    let path = files::progress_html(&p.reports, p.year, pr.month);
+    let item = path.display().to_string();
+    let fresh =
+        c.done_before(Step::Reports, &item, &pr.fingerprint, RowStatus::Written) && path.is_file();
+    if !fresh {
+        let table = TableId::new("marts", "indicators");
+        let version = c.wh.table(&table).await?.version().unwrap_or(0) as i64;
+        let history = prog::history(&pr.ctx, &pr.targets, p.year, pr.month).await?;
+        let source = prog::PageSource {
+            table: "marts.indicators".into(),
+            version,
+            targets_file: p.targets.display().to_string(),
+            ran_at: Utc::now(),
+        };
+        prog::write_html(&pr.rows, &history, p.year, pr.month, &source, &path)?;
+    }
+    let status = if fresh {
+        RowStatus::UpToDate
+    } else {
+        RowStatus::Written
+    };
+    let mut r = c.row(Step::Reports.as_str(), Some(item), status, started);
+    r.fingerprint = Some(pr.fingerprint);
+    r.rows_out = Some(pr.rows.len() as i64);
+    Ok((r, !fresh))
+}
+
 pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
     let started = Utc::now();
+    let (progress_row, progress_written) = progress_page(c, started).await?;
     if c.assessments.is_empty() {
         c.assessments = compute_assessments(c).await?;
     }
@@ -476,6 +537,7 @@ pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
             outputs.push(files::assessment_csv(out, &t.name));
         }
     }
+    let progress_item = progress_row.item.clone().unwrap_or_default();
     if c.done_before(Step::Reports, &item, &fp, RowStatus::Written)
         && outputs.iter().all(|f| f.is_file())
     {
@@ -486,15 +548,20 @@ pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
             started,
         );
         r.fingerprint = Some(fp);
-        return Ok((
-            Outcome::Ok,
-            vec![r],
+        let summary = if progress_written {
             format!(
-                "{} report file(s) in {} up to date",
+                "{} report file(s) in {} up to date; written {progress_item}",
                 outputs.len(),
                 out.display()
-            ),
-        ));
+            )
+        } else {
+            format!(
+                "{} report file(s) in {} up to date",
+                outputs.len() + 1,
+                out.display()
+            )
+        };
+        return Ok((Outcome::Ok, vec![progress_row, r], summary));
     }
     for a in &c.assessments {
         report::write_csv(a, out)?;
@@ -516,9 +583,10 @@ pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
             .collect::<Vec<_>>()
             .join("\n"),
     );
+    let written = outputs.len() + usize::from(progress_written);
     Ok((
         Outcome::Ok,
-        vec![r],
-        format!("written {} file(s) to {}", outputs.len(), out.display()),
+        vec![progress_row, r],
+        format!("written {written} file(s) to {}", out.display()),
     ))
 }

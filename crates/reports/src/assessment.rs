@@ -73,6 +73,10 @@ pub struct Assessment {
     /// Counties: the change table (ranked on year-over-year improvement).
     pub change: Option<Vec<UnitResult>>,
     pub tables: Vec<Table>,
+    /// The Chinese label of each group id (`national` → 国家级), from the
+    /// enumerations of the unit's submission form: the tables keep the ids,
+    /// the reports print the labels.
+    pub group_labels: BTreeMap<String, String>,
 }
 
 fn source_of(unit: UnitKind) -> TableId {
@@ -179,6 +183,7 @@ pub async fn run(wh: &Warehouse, scheme_path: &Path, version: Option<i64>) -> Re
     } else {
         None
     };
+    let scheme_unit = scheme.unit;
     let provenance = Provenance {
         scheme_name: scheme.name.clone(),
         scheme_file: scheme_path.display().to_string(),
@@ -195,9 +200,27 @@ pub async fn run(wh: &Warehouse, scheme_path: &Path, version: Option<i64>) -> Re
         previous_ranks,
         change,
         tables: Vec::new(),
+        group_labels: group_labels(wh, scheme_unit),
     };
     a.tables = layout(&a);
     Ok(a)
+}
+
+/// Every enumerated value of the unit's form with its label (zones: the
+/// levels of `zone_report`).
+fn group_labels(wh: &Warehouse, unit: UnitKind) -> BTreeMap<String, String> {
+    let form = match unit {
+        UnitKind::County => return BTreeMap::new(),
+        UnitKind::Zone => "zone_report",
+        UnitKind::Institute => "institute_report",
+    };
+    wh.catalog
+        .form(form)
+        .into_iter()
+        .flat_map(|f| f.columns.iter())
+        .flat_map(|c| c.values.iter())
+        .map(|v| (v.id.clone(), v.label.clone()))
+        .collect()
 }
 
 /// The change table: each indicator's change against the previous year

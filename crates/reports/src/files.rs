@@ -14,6 +14,11 @@ pub fn progress(dir: &Path, year: i32, month: u32) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The progress page as of `month`: `progress-<year>-<MM>.html`.
+pub fn progress_html(dir: &Path, year: i32, month: u32) -> PathBuf {
+    dir.join(format!("progress-{year}-{month:02}.html"))
+}
+
 /// One ranking table as CSV: `assessment_<table>.csv`.
 pub fn assessment_csv(dir: &Path, table: &str) -> PathBuf {
     dir.join(format!("assessment_{table}.csv"))

@@ -11,8 +11,10 @@
 //! decides what a nightly run skips (that is `stmon_pipeline`'s) or prints.
 
 pub mod assessment;
+pub mod docs;
 pub mod explain;
 pub mod files;
+pub mod html;
 pub mod progress;
 pub mod report;
 

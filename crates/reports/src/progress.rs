@@ -281,7 +281,8 @@ pub fn display(value: f64, unit: Option<&str>) -> String {
     match unit {
         Some("percent") => format!("{:.2}%", value * 100.0),
         Some("points") => format!("{:+.2}pp", value * 100.0),
-        Some("wan_yuan") => format!("{:.2}亿", value / 10_000.0),
+        Some("wan_yuan") if value.abs() >= 10_000.0 => format!("{:.2}亿", value / 10_000.0),
+        Some("wan_yuan") => format!("{}万", trim(value)),
         _ => {
             if value.fract() == 0.0 {
                 format!("{value:.0}")
@@ -290,6 +291,12 @@ pub fn display(value: f64, unit: Option<&str>) -> String {
             }
         }
     }
+}
+
+/// Up to two decimals, no trailing zeros.
+fn trim(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 pub const HEADERS_ZH: [&str; 11] = [
@@ -399,6 +406,274 @@ pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<
     }
     wb.save(xlsx_path).map_err(x)?;
     Ok(())
+}
+
+/// Values of one division's indicator month by month: `(month, value)`.
+pub type History = BTreeMap<(String, String), Vec<(u32, f64)>>;
+
+/// Every targeted indicator's value per division for months 1..=`month` of
+/// `year` (months without a value left out).
+pub async fn history(
+    ctx: &SessionContext,
+    targets: &Targets,
+    year: i32,
+    month: u32,
+) -> Result<History> {
+    let sql = format!(
+        "select division_code, indicator_id, cast(as_of_month as bigint) as m, value from marts.indicators \
+         where year = {year} and as_of_month <= {month} and value is not null \
+         order by division_code, indicator_id, as_of_month"
+    );
+    let wanted: std::collections::BTreeSet<&str> =
+        targets.indicators.iter().map(|(k, _)| k.as_str()).collect();
+    let mut out = History::new();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let (code, id) = (
+            stmon_models::text_column(&b, 0)?,
+            stmon_models::text_column(&b, 1)?,
+        );
+        let m = stmon_models::float_column(&b, 2)?;
+        let v = stmon_models::float_column(&b, 3)?;
+        for r in 0..b.num_rows() {
+            if !wanted.contains(id.value(r)) {
+                continue;
+            }
+            out.entry((code.value(r).to_string(), id.value(r).to_string()))
+                .or_default()
+                .push((m.value(r) as u32, v.value(r)));
+        }
+    }
+    Ok(out)
+}
+
+/// What the progress page says about where its numbers come from.
+#[derive(Debug, Clone)]
+pub struct PageSource {
+    /// `marts.indicators`.
+    pub table: String,
+    /// Its Delta version read.
+    pub version: i64,
+    /// The targets file, as given.
+    pub targets_file: String,
+    pub ran_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl PageSource {
+    /// The command that writes the same page again.
+    pub fn command(&self, year: i32, month: u32) -> String {
+        format!(
+            "stmon progress --year {year} --as-of {year}-{month:02} --targets {} --version {} --html",
+            self.targets_file, self.version
+        )
+    }
+}
+
+fn light_rank(l: Option<Light>) -> u8 {
+    match l {
+        Some(Light::Red) => 0,
+        Some(Light::Yellow) => 1,
+        Some(Light::Green) => 2,
+        None => 3,
+    }
+}
+
+fn level_zh(level: &str) -> &str {
+    match level {
+        "county" => "区县",
+        "prefecture" => "市",
+        "province" => "省",
+        other => other,
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+/// The progress page: one offline HTML file (see [`crate::html`]). The city
+/// (and any level above the counties) comes first, then the counties with
+/// the most red lights first; within a division the indicators go red,
+/// yellow, green, then those without a value, each in the targets' order.
+/// Each indicator is a card with its light, completion, time progress,
+/// actual and target, and a chart of its completion month by month.
+pub fn html_page(
+    rows: &[ProgressRow],
+    history: &History,
+    year: i32,
+    month: u32,
+    source: &PageSource,
+) -> String {
+    use crate::html::{self, esc};
+    use std::fmt::Write as _;
+    let mut divisions: Vec<(&str, Vec<&ProgressRow>)> = Vec::new();
+    for r in rows {
+        match divisions.iter_mut().find(|d| d.0 == r.division_code) {
+            Some(d) => d.1.push(r),
+            None => divisions.push((&r.division_code, vec![r])),
+        }
+    }
+    let count = |rs: &[&ProgressRow], l: Option<Light>| rs.iter().filter(|r| r.status == l).count();
+    divisions.sort_by_key(|(code, rs)| {
+        let county = rs[0].level == "county";
+        (
+            county,
+            std::cmp::Reverse(count(rs, Some(Light::Red))),
+            std::cmp::Reverse(count(rs, Some(Light::Yellow))),
+            code.to_string(),
+        )
+    });
+    for (_, rs) in &mut divisions {
+        rs.sort_by_key(|r| light_rank(r.status)); // stable: the targets' order within a light
+    }
+    let time_progress = f64::from(month) / 12.0;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<h1>{year}年科技创新目标任务进度监测</h1><p class=\"muted\">截至{year}年{month}月，时间进度 {}（时间过半、任务过半）</p>",
+        pct(time_progress)
+    );
+    h.push_str(&html::provenance(&[
+        ("截至月份".into(), format!("{year}-{month:02}")),
+        ("目标".into(), source.targets_file.clone()),
+        (
+            "数据版本".into(),
+            format!("{}，Delta 版本 {}", source.table, source.version),
+        ),
+        ("生成时间".into(), source.ran_at.to_rfc3339()),
+        ("重现命令".into(), source.command(year, month)),
+    ]));
+    h.push_str(
+        "<p class=\"muted\">完成率 = 实际值 ÷ 目标值。累计类指标（数量、金额）与时间进度（月份 ÷ 12）比较，\
+         比率类指标与 100% 比较：达到为<span class=\"light green\">绿</span>，达到八成为<span class=\"light yellow\">黄</span>，\
+         否则为<span class=\"light red\">红</span>；<span class=\"light none\">无</span>为尚无数据。\
+         图中虚线为时间进度，实线为逐月完成率。</p>",
+    );
+    // Overview: one row per division.
+    h.push_str("<h2>总览</h2><div class=\"wide\"><table class=\"overview\"><thead><tr><th>区划</th><th>红</th><th>黄</th><th>绿</th><th>无数据</th></tr></thead><tbody>");
+    for (code, rs) in &divisions {
+        let _ = write!(
+            h,
+            "<tr data-division=\"{code}\"><td class=\"t\"><a href=\"#d-{code}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&rs[0].division_name),
+            count(rs, Some(Light::Red)),
+            count(rs, Some(Light::Yellow)),
+            count(rs, Some(Light::Green)),
+            count(rs, None)
+        );
+    }
+    h.push_str("</tbody></table></div>");
+    // Every red light in one table.
+    let reds: Vec<&ProgressRow> = divisions
+        .iter()
+        .flat_map(|(_, rs)| rs.iter().copied())
+        .filter(|r| r.status == Some(Light::Red))
+        .collect();
+    let _ = write!(h, "<h2>红灯指标（{} 项）</h2>", reds.len());
+    if !reds.is_empty() {
+        let notes = reds.iter().any(|r| r.reason.is_some());
+        h.push_str("<div class=\"wide\"><table class=\"reds\"><thead><tr><th>区划</th><th>指标</th><th>实际值</th><th>目标值</th><th>完成率</th><th>应达进度</th>");
+        if notes {
+            h.push_str("<th>说明</th>");
+        }
+        h.push_str("</tr></thead><tbody>");
+        for r in &reds {
+            let _ = write!(
+                h,
+                "<tr data-division=\"{}\" data-indicator=\"{}\"><td class=\"t\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
+                esc(&r.division_code),
+                esc(&r.indicator_id),
+                esc(&r.division_name),
+                esc(&r.label),
+                r.actual.map(|a| display(a, r.unit.as_deref())).unwrap_or_default(),
+                display(r.target, r.unit.as_deref()),
+                r.completion.map(pct).unwrap_or_default(),
+                pct(r.time_progress),
+                if notes {
+                    format!("<td class=\"note\">{}</td>", esc(r.reason.as_deref().unwrap_or("")))
+                } else {
+                    String::new()
+                }
+            );
+        }
+        h.push_str("</tbody></table></div>");
+    }
+    for (code, rs) in &divisions {
+        let _ = write!(
+            h,
+            "<section class=\"division\" id=\"d-{code}\"><h2>{}（{}，{}）</h2><p class=\"counts\">红 {} · 黄 {} · 绿 {} · 无数据 {}</p><div class=\"cards\">",
+            esc(&rs[0].division_name),
+            esc(code),
+            level_zh(&rs[0].level),
+            count(rs, Some(Light::Red)),
+            count(rs, Some(Light::Yellow)),
+            count(rs, Some(Light::Green)),
+            count(rs, None)
+        );
+        for r in rs {
+            let (class, word) = html::light_class(r.status);
+            let unit = r.unit.as_deref();
+            let points: Vec<html::MonthPoint> = history
+                .get(&(r.division_code.clone(), r.indicator_id.clone()))
+                .map(|v| {
+                    v.iter()
+                        .map(|&(m, value)| {
+                            let (completion, _, light) = assess(r.kind, value, r.target, m);
+                            html::MonthPoint {
+                                month: m,
+                                completion,
+                                light,
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                h,
+                "<div class=\"card {class}\" data-indicator=\"{}\" data-completion=\"{}\"><h4>{}</h4>\
+                 <div><span class=\"light {class}\">{word}</span> 完成率 <b>{}</b> · 应达 {}</div>\
+                 <div class=\"nums\">实际 {} / 目标 {}{}</div>{}</div>",
+                esc(&r.indicator_id),
+                r.completion.map(|c| format!("{c:.4}")).unwrap_or_default(),
+                esc(&r.label),
+                r.completion.map(pct).unwrap_or_else(|| "—".into()),
+                pct(r.time_progress),
+                r.actual.map(|a| display(a, unit)).unwrap_or_else(|| "—".into()),
+                display(r.target, unit),
+                r.reason
+                    .as_deref()
+                    .map(|x| format!("<br>{}", esc(x)))
+                    .unwrap_or_default(),
+                html::month_chart(
+                    &points,
+                    r.kind == Kind::Cumulative,
+                    month,
+                    &format!("{} 逐月完成率", r.label)
+                )
+            );
+        }
+        h.push_str("</div></section>");
+    }
+    html::page(
+        &format!("{year}年科技创新目标任务进度监测（截至{month}月）"),
+        &h,
+        "",
+    )
+}
+
+/// Writes [`html_page`] to `path`.
+pub fn write_html(
+    rows: &[ProgressRow],
+    history: &History,
+    year: i32,
+    month: u32,
+    source: &PageSource,
+    path: &Path,
+) -> Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(crate::io_error(d))?;
+    }
+    std::fs::write(path, html_page(rows, history, year, month, source))
+        .map_err(crate::io_error(path))
 }
 
 #[cfg(test)]

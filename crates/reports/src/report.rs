@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::assessment::{Assessment, Table, V};
+use crate::html::{self, esc};
 use crate::{Error, Result};
 
 fn io(p: &Path, e: impl std::fmt::Display) -> Error {
@@ -52,7 +53,11 @@ pub fn write_csv(a: &Assessment, dir: &Path) -> Result<Vec<PathBuf>> {
         ]);
         w.write_record(&head).map_err(|e| io(&path, e))?;
         for r in &t.rows {
-            let mut rec: Vec<String> = r.iter().map(|v| v.text()).collect();
+            let mut rec: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(c, v)| shown(a, t, c, v))
+                .collect();
             rec.extend([
                 p.scheme_name.clone(),
                 p.scheme_hash.clone(),
@@ -93,8 +98,10 @@ pub fn write_xlsx(all: &[Assessment], path: &Path) -> Result<()> {
                 for (c, v) in row.iter().enumerate() {
                     let (r, c) = ((i + 1) as u32, c as u16);
                     match v {
-                        V::Text(s) => {
-                            sheet.write_string(r, c, s).map_err(x)?;
+                        V::Text(_) => {
+                            sheet
+                                .write_string(r, c, shown(a, t, c as usize, v))
+                                .map_err(x)?;
                         }
                         V::Int(n) => {
                             sheet.write_number(r, c, *n as f64).map_err(x)?;
@@ -136,11 +143,14 @@ pub fn write_xlsx(all: &[Assessment], path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// A cell as people read it: a group id as its label (国家级), else its text.
+fn shown(a: &Assessment, t: &Table, c: usize, v: &V) -> String {
+    match v {
+        V::Text(s) if t.columns[c].0 == "group" => {
+            a.group_labels.get(s).cloned().unwrap_or_else(|| s.clone())
+        }
+        _ => v.text(),
+    }
 }
 
 fn col(t: &Table, id: &str) -> Option<usize> {
@@ -160,40 +170,16 @@ fn score_chart(t: &Table, score_col: &str) -> String {
     let (Some(sc), Some(nc)) = (col(t, score_col), col(t, "unit_name")) else {
         return String::new();
     };
-    let (left, bar_h, w) = (170.0, 22.0, 420.0);
-    let height = 30.0 + t.rows.len() as f64 * bar_h;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"得分\">",
-        left + w + 60.0
-    );
-    for tick in [0, 25, 50, 75, 100] {
-        let x = left + w * tick as f64 / 100.0;
-        let _ = write!(
-            s,
-            "<line x1=\"{x}\" y1=\"10\" x2=\"{x}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{x}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#666\">{tick}</text>",
-            height - 15.0,
-            height - 3.0
-        );
-    }
-    for (i, r) in t.rows.iter().enumerate() {
-        let y = 10.0 + i as f64 * bar_h;
-        let v = num(&r[sc]).unwrap_or(0.0);
-        let bw = (w * v.clamp(0.0, 120.0) / 100.0).max(0.0);
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text><rect class=\"bar\" x=\"{left}\" y=\"{}\" width=\"{bw:.1}\" height=\"{}\" fill=\"#3b7dd8\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{}</text>",
-            left - 6.0,
-            y + 15.0,
-            esc(&r[nc].text()),
-            y + 3.0,
-            bar_h - 6.0,
-            left + bw + 4.0,
-            y + 15.0,
-            esc(&r[sc].text())
-        );
-    }
-    s.push_str("</svg>");
-    s
+    let bars: Vec<html::Bar> = t
+        .rows
+        .iter()
+        .map(|r| html::Bar {
+            label: r[nc].text(),
+            value: num(&r[sc]).unwrap_or(0.0),
+            text: r[sc].text(),
+        })
+        .collect();
+    html::bar_chart(&bars, 100.0, "得分")
 }
 
 /// Rank intervals: a line from P5 to P95, a dot at the median, a tick at the nominal rank.
@@ -213,70 +199,34 @@ fn interval_chart(t: &Table) -> String {
         .filter_map(|r| num(&r[hi]))
         .fold(1.0f64, f64::max)
         .max(t.rows.len() as f64);
-    let (left, row_h, w) = (170.0, 20.0, 420.0);
-    let height = 30.0 + t.rows.len() as f64 * row_h;
-    let xr = |rank: f64| left + w * (rank - 1.0) / (n - 1.0).max(1.0);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"排名稳健性\">",
-        left + w + 40.0
-    );
-    for (i, r) in t.rows.iter().enumerate() {
-        let y = 18.0 + i as f64 * row_h;
-        let (Some(a), Some(b), Some(m), Some(nom)) =
-            (num(&r[lo]), num(&r[hi]), num(&r[mc]), num(&r[rc]))
-        else {
-            continue;
-        };
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text>\
-             <line class=\"interval\" x1=\"{:.1}\" y1=\"{y}\" x2=\"{:.1}\" y2=\"{y}\" stroke=\"#999\" stroke-width=\"4\"/>\
-             <circle cx=\"{:.1}\" cy=\"{y}\" r=\"5\" fill=\"#d8603b\"/>\
-             <line x1=\"{:.1}\" y1=\"{}\" x2=\"{:.1}\" y2=\"{}\" stroke=\"#000\" stroke-width=\"2\"/>",
-            left - 6.0,
-            y + 4.0,
-            esc(&r[nc].text()),
-            xr(a),
-            xr(b),
-            xr(m),
-            xr(nom),
-            y - 7.0,
-            xr(nom),
-            y + 7.0
-        );
-    }
-    let _ = write!(
-        s,
-        "<text x=\"{left}\" y=\"{}\" font-size=\"10\" fill=\"#666\">第1名</text><text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#666\" text-anchor=\"end\">第{n}名</text></svg>",
-        height - 3.0,
-        left + w,
-        height - 3.0
-    );
-    s
+    let rows: Vec<html::Interval> = t
+        .rows
+        .iter()
+        .filter_map(|r| {
+            Some(html::Interval {
+                label: r[nc].text(),
+                lo: num(&r[lo])?,
+                hi: num(&r[hi])?,
+                median: num(&r[mc])?,
+                rank: num(&r[rc])?,
+            })
+        })
+        .collect();
+    html::interval_chart(&rows, n, "排名稳健性")
 }
 
 /// One self-contained HTML file (no scripts, no external resources).
 pub fn write_html(all: &[Assessment], path: &Path) -> Result<()> {
-    let mut h = String::from(
-        "<!DOCTYPE html><html lang=\"zh\"><head><meta charset=\"utf-8\"><title>年度科技进步考核</title><style>\
-         body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:12px;margin:8px 0 24px}\
-         th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f2f2f2}td.t{text-align:left}\
-         .prov{font-size:12px;color:#555}h2{margin-top:36px}.chart{display:block;margin:8px 0}\
-         .wide{overflow-x:auto;max-width:100%}td,th{white-space:nowrap}</style></head><body>\
-         <h1>年度科技进步目标责任制考核</h1>",
-    );
+    let mut h = String::from("<h1>年度科技进步目标责任制考核</h1>");
     for a in all {
         for t in &a.tables {
             let _ = write!(
                 h,
-                "<section id=\"{}\"><h2>{}</h2><div class=\"prov\">",
+                "<section id=\"{}\"><h2>{}</h2>",
                 esc(&t.name),
                 esc(&t.title)
             );
-            for (k, v) in provenance_lines(a) {
-                let _ = write!(h, "{}: <code>{}</code><br>", esc(&k), esc(&v));
-            }
-            h.push_str("</div>");
+            h.push_str(&html::provenance(&provenance_lines(a)));
             let score_col = if col(t, "score").is_some() {
                 "score"
             } else {
@@ -319,7 +269,7 @@ pub fn write_html(all: &[Assessment], path: &Path) -> Result<()> {
                         } else {
                             ""
                         };
-                        let _ = write!(h, "<td{class}>{}</td>", esc(&v.text()));
+                        let _ = write!(h, "<td{class}>{}</td>", esc(&shown(a, t, c, v)));
                     }
                     h.push_str("</tr>");
                 }
@@ -328,7 +278,7 @@ pub fn write_html(all: &[Assessment], path: &Path) -> Result<()> {
             h.push_str("</section>");
         }
     }
-    h.push_str("</body></html>\n");
+    let h = html::page("年度科技进步考核", &h, "");
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(crate::io_error(d))?;
     }
