@@ -249,8 +249,8 @@ fn the_committee_files_carry_the_tables_and_their_provenance() {
     };
     let workbook = read("xl/workbook.xml");
     for sheet in [
-        "name=\"counties\"",
-        "name=\"counties_change\"",
+        "name=\"区县排名\"",
+        "name=\"区县进步排名\"",
         "name=\"说明\"",
     ] {
         assert!(workbook.contains(sheet), "{workbook}");

@@ -468,6 +468,128 @@ impl PageSource {
     }
 }
 
+/// The notes `marts.indicators` gives in its `reason` column (and the one
+/// [`progress`] adds), English template → the Chinese the progress page
+/// shows. `{}` holds a value; `{0}`, `{1}`… place them in the Chinese.
+const REASONS_ZH: [(&str, &str); 21] = [
+    (
+        "no quarter has ended yet: GDP is quarterly",
+        "尚无已结束的季度（GDP 按季度报送）",
+    ),
+    (
+        "no quarter has ended yet: investment is quarterly",
+        "尚无已结束的季度（投资按季度报送）",
+    ),
+    (
+        "no GDP reported for {} up to month {}",
+        "{0}年截至{1}月未报送 GDP",
+    ),
+    ("GDP for {}-Q{} is zero", "{0}年第{1}季度 GDP 为 0"),
+    (
+        "computed at {}-Q{}: enterprise R&D as of {}-{} over {}-Q{} GDP",
+        "按{0}年第{1}季度计算：{2}年{3}月企业研发经费 ÷ {4}年第{5}季度 GDP",
+    ),
+    (
+        "institute R&D (annual) enters at year end",
+        "研究院研发经费（年报）于年末计入",
+    ),
+    (
+        "{} of {} counties with data left out: no GDP for {}-Q{}",
+        "{1}个区县中{0}个因缺{2}年第{3}季度 GDP 未计入",
+    ),
+    (
+        "no above-scale industrial enterprise reported",
+        "无规上工业企业报送",
+    ),
+    (
+        "no above-scale industrial enterprise reported this year",
+        "本年无规上工业企业报送",
+    ),
+    (
+        "no above-scale industrial enterprise reported the previous year",
+        "上年无规上工业企业报送",
+    ),
+    (
+        "revenue of above-scale industrial enterprises is zero",
+        "规上工业企业营业收入为 0",
+    ),
+    (
+        "value added of above-scale industrial enterprises is zero",
+        "规上工业企业增加值为 0",
+    ),
+    (
+        "no high-tech investment reported for {} up to month {}",
+        "{0}年截至{1}月未报送高新技术产业投资",
+    ),
+    ("no previous-year base for {}-Q{}", "缺{0}年第{1}季度基数"),
+    (
+        "previous-year base for {}-Q{} is zero",
+        "{0}年第{1}季度基数为 0",
+    ),
+    (
+        "computed at {}-Q{} against {}-Q{} (latest quarter reported)",
+        "按已报送的最新季度计算：{0}年第{1}季度对比{2}年第{3}季度",
+    ),
+    (
+        "plain sums over every reporting county: {} reported {}-Q{}, {} reported {}-Q{}, {} both",
+        "按报送区县直接加总：{1}年第{2}季度{0}个区县、{4}年第{5}季度{3}个区县报送，两期均报送{6}个",
+    ),
+    ("no enterprise R&D reported this year", "本年无企业研发报送"),
+    ("no previous-year base", "缺上年基数"),
+    ("previous-year base is zero", "上年基数为 0"),
+    (
+        "no {} submissions for {} up to month {}: 0 over no rows",
+        "{1}年截至{2}月无 {0} 表报送，按 0 计",
+    ),
+];
+
+/// The values `text` gives a template's `{}`, if it is that template.
+fn fill<'a>(template: &str, text: &'a str) -> Option<Vec<&'a str>> {
+    let pieces: Vec<&str> = template.split("{}").collect();
+    let mut rest = text.strip_prefix(pieces[0])?;
+    let mut values = Vec::new();
+    for (i, p) in pieces.iter().enumerate().skip(1) {
+        let at = if i == pieces.len() - 1 {
+            rest.len()
+                .checked_sub(p.len())
+                .filter(|&at| rest[at..] == **p)?
+        } else {
+            rest.find(p)?
+        };
+        values.push(&rest[..at]);
+        rest = &rest[at + p.len()..];
+    }
+    rest.is_empty().then_some(values)
+}
+
+/// A reason in Chinese: each `; `-separated note by [`REASONS_ZH`]; a note
+/// no template matches is kept as it is.
+pub fn reason_zh(reason: &str) -> String {
+    reason
+        .split("; ")
+        .map(|note| {
+            if let Some(v) = note
+                .strip_prefix("no value in marts.indicators for ")
+                .and_then(|r| r.split_once(", month "))
+            {
+                return format!("marts.indicators 中无{}年{}月的值", v.0, v.1);
+            }
+            REASONS_ZH
+                .iter()
+                .find_map(|(en, zh)| {
+                    let values = fill(en, note)?;
+                    let mut out = zh.to_string();
+                    for (i, v) in values.iter().enumerate() {
+                        out = out.replace(&format!("{{{i}}}"), v);
+                    }
+                    Some(out)
+                })
+                .unwrap_or_else(|| note.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("；")
+}
+
 fn light_rank(l: Option<Light>) -> u8 {
     match l {
         Some(Light::Red) => 0,
@@ -589,7 +711,10 @@ pub fn html_page(
                 r.completion.map(pct).unwrap_or_default(),
                 pct(r.time_progress),
                 if notes {
-                    format!("<td class=\"note\">{}</td>", esc(r.reason.as_deref().unwrap_or("")))
+                    format!(
+                        "<td class=\"note\">{}</td>",
+                        esc(&reason_zh(r.reason.as_deref().unwrap_or("")))
+                    )
                 } else {
                     String::new()
                 }
@@ -641,7 +766,7 @@ pub fn html_page(
                 display(r.target, unit),
                 r.reason
                     .as_deref()
-                    .map(|x| format!("<br>{}", esc(x)))
+                    .map(|x| format!("<br>{}", esc(&reason_zh(x))))
                     .unwrap_or_default(),
                 html::month_chart(
                     &points,
@@ -679,6 +804,47 @@ pub fn write_html(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_note_of_the_indicators_reads_in_chinese() {
+        // Each literal note of the indicators' SQL starts a template.
+        let sql = include_str!("../../../sql/marts/indicators.sql");
+        for (en, _) in REASONS_ZH {
+            let head = en.split("{}").next().unwrap();
+            assert!(
+                sql.contains(head.trim_end()),
+                "{en} is not in indicators.sql"
+            );
+        }
+        let cases = [
+            (
+                "computed at 2023-Q3: enterprise R&D as of 2023-09 over 2023-Q3 GDP; institute R&D (annual) enters at year end",
+                "按2023年第3季度计算：2023年09月企业研发经费 ÷ 2023年第3季度 GDP；研究院研发经费（年报）于年末计入",
+            ),
+            (
+                "2 of 6 counties with data left out: no GDP for 2023-Q2",
+                "6个区县中2个因缺2023年第2季度 GDP 未计入",
+            ),
+            ("no previous-year base", "缺上年基数"),
+            ("no previous-year base for 2022-Q1", "缺2022年第1季度基数"),
+            (
+                "no recognition submissions for 2023 up to month 4: 0 over no rows",
+                "2023年截至4月无 recognition 表报送，按 0 计",
+            ),
+            (
+                "no value in marts.indicators for 2023, month 6",
+                "marts.indicators 中无2023年6月的值",
+            ),
+            ("something new", "something new"),
+        ];
+        for (en, zh) in cases {
+            assert_eq!(reason_zh(en), zh);
+        }
+        // No English word of a template is left in its Chinese.
+        for (en, zh) in REASONS_ZH {
+            assert!(!zh.contains("reported") && !zh.contains("year"), "{en}");
+        }
+    }
 
     #[test]
     fn lights_follow_the_rules() {

@@ -74,6 +74,19 @@ pub fn write_csv(a: &Assessment, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// A table's sheet in Chinese (`counties` → 区县排名); an unknown table
+/// keeps its id. Excel allows 31 characters.
+fn sheet_name(table: &str) -> String {
+    let zh = match table {
+        "counties" => "区县排名",
+        "counties_change" => "区县进步排名",
+        "zones" => "高新区排名",
+        "institutes" => "研究院排名",
+        other => other,
+    };
+    zh.chars().take(31).collect()
+}
+
 /// One workbook for several assessments: a sheet per table (Chinese headers,
 /// formatted numbers, frozen header row) and a sheet with the provenance.
 pub fn write_xlsx(all: &[Assessment], path: &Path) -> Result<()> {
@@ -87,7 +100,7 @@ pub fn write_xlsx(all: &[Assessment], path: &Path) -> Result<()> {
     for a in all {
         for t in &a.tables {
             let sheet = wb.add_worksheet();
-            let name: String = t.name.chars().take(31).collect();
+            let name = sheet_name(&t.name);
             sheet.set_name(&name).map_err(x)?;
             for (c, (_, zh)) in t.columns.iter().enumerate() {
                 sheet
