@@ -463,6 +463,28 @@ fn docs_site_links_resolve_and_every_model_form_and_lineage_is_there() {
             );
         }
     }
+    // The search index inline in the index page: every model and form, and
+    // what a search finds them by (labels, enumeration labels, columns).
+    let data = index.split("const INDEX=").nth(1).unwrap();
+    let data = &data[..data.find(";window.addEventListener").unwrap()];
+    let entries: Vec<serde_json::Value> = serde_json::from_str(data).unwrap();
+    let find = |url: &str| {
+        entries
+            .iter()
+            .find(|e| e["u"] == url)
+            .unwrap_or_else(|| panic!("{url} not in the search index"))
+    };
+    for m in &project.models {
+        find(&format!("models/{}.html", m.id));
+    }
+    assert!(find("forms/zone_report.html")["k"]
+        .as_str()
+        .unwrap()
+        .contains("national 国家级"));
+    assert!(find("indicators.html#i-rd_intensity")["t"]
+        .as_str()
+        .unwrap()
+        .contains("全社会R&D经费占GDP比重"));
     let zones = std::fs::read_to_string(site.join("forms/zone_report.html")).unwrap();
     assert!(zones.contains("national=国家级，provincial=省级，provincial_park=省级高新园区"));
 

@@ -608,7 +608,20 @@ pub fn render(
             rel.clone(),
             form.columns
                 .iter()
-                .map(|c| format!("{} {}", c.name, c.label))
+                .map(|c| {
+                    let values: Vec<String> = c
+                        .values
+                        .iter()
+                        .map(|v| format!("{} {}", v.id, v.label))
+                        .collect();
+                    format!(
+                        "{} {} {} {}",
+                        c.name,
+                        c.label,
+                        values.join(" "),
+                        c.description.as_deref().unwrap_or("")
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" "),
         ));
@@ -917,7 +930,7 @@ pub fn render(
     {
         let mut b = format!(
             "<h1>stmon 数据仓库文档</h1><p class=\"muted\">由项目（<code>sql/</code>、<code>schemas/forms</code>、<code>sql/lineage</code>、<code>pipelines/</code>）与仓库（Delta 日志、运行记录）生成于 {}。</p>\
-             <p><input id=\"q\" type=\"search\" placeholder=\"搜索表单、模型、字段、指标…\" style=\"width:100%;max-width:520px;font-size:1rem;padding:6px\" autocomplete=\"off\"></p><ul id=\"hits\"></ul>",
+             <p><input id=\"q\" name=\"q\" type=\"search\" placeholder=\"搜索表单、模型、字段、指标…（index.html?q=词 可直接打开结果）\" style=\"width:100%;max-width:520px;font-size:1rem;padding:6px\" autocomplete=\"off\"></p><ul id=\"hits\"></ul>",
             now.format("%Y-%m-%d %H:%M UTC")
         );
         b.push_str("<h2>提交表单</h2><ul>");
@@ -990,10 +1003,11 @@ pub fn render(
         let script = format!(
             "<script>const INDEX={data};\
              window.addEventListener('DOMContentLoaded',()=>{{const q=document.getElementById('q'),hits=document.getElementById('hits');\
-             q.addEventListener('input',()=>{{const w=q.value.trim().toLowerCase().split(/\\s+/).filter(Boolean);hits.innerHTML='';\
+             const run=()=>{{const w=q.value.trim().toLowerCase().split(/\\s+/).filter(Boolean);hits.innerHTML='';\
              if(!w.length)return;for(const e of INDEX){{const s=(e.t+' '+e.k).toLowerCase();if(w.every(x=>s.includes(x))){{\
              const li=document.createElement('li'),a=document.createElement('a');a.href=e.u;a.textContent=e.t;li.appendChild(a);hits.appendChild(li);\
-             if(hits.children.length>=50)break;}}}}}});}});</script>"
+             if(hits.children.length>=50)break;}}}}}};q.addEventListener('input',run);\
+             const p=new URLSearchParams(location.search).get('q');if(p){{q.value=p;run();}}}});</script>"
         );
         pages.insert(
             "index.html".to_string(),
