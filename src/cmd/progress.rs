@@ -88,8 +88,17 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             ran_at: chrono::Utc::now(),
         };
         let path = files::progress_html(&args.out, args.year, month);
-        progress::write_html(&rows, &history, args.year, month, &source, &path)?;
-        println!("written: {}", path.display());
+        let pages = progress::write_html(&rows, &history, args.year, month, &source, &path)?;
+        if pages.len() == 1 {
+            println!("written: {}", path.display());
+        } else {
+            println!(
+                "written: {} (an index) and {} region page(s) beside it: more than {} divisions do not fit one page",
+                path.display(),
+                pages.len() - 1,
+                progress::PAGE_DIVISIONS
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -484,14 +484,16 @@ pub(crate) async fn assessment(c: &mut Ctx<'_>) -> StepResult {
 }
 
 /// The progress page (`progress-<year>-<MM>.html`) of the reports step:
-/// its run record row, and whether it was written (not up to date).
-async fn progress_page(c: &Ctx<'_>, started: chrono::DateTime<Utc>) -> Result<(RunRow, bool)> {
+/// its run record row, and how many files were written (0: up to date; more
+/// than 1: an index and its region pages, see `write_html`).
+async fn progress_page(c: &Ctx<'_>, started: chrono::DateTime<Utc>) -> Result<(RunRow, usize)> {
     let p = c.pipeline;
     let pr = progress_of(c).await?;
     let path = files::progress_html(&p.reports, p.year, pr.month);
     let item = path.display().to_string();
     let fresh =
         c.done_before(Step::Reports, &item, &pr.fingerprint, RowStatus::Written) && path.is_file();
+    let mut pages = Vec::new();
     if !fresh {
         let table = TableId::new("marts", "indicators");
         let version = c.wh.table(&table).await?.version().unwrap_or(0) as i64;
@@ -502,7 +504,7 @@ async fn progress_page(c: &Ctx<'_>, started: chrono::DateTime<Utc>) -> Result<(R
             targets_file: p.targets.display().to_string(),
             ran_at: Utc::now(),
         };
-        prog::write_html(&pr.rows, &history, p.year, pr.month, &source, &path)?;
+        pages = prog::write_html(&pr.rows, &history, p.year, pr.month, &source, &path)?;
     }
     let status = if fresh {
         RowStatus::UpToDate
@@ -512,7 +514,16 @@ async fn progress_page(c: &Ctx<'_>, started: chrono::DateTime<Utc>) -> Result<(R
     let mut r = c.row(Step::Reports.as_str(), Some(item), status, started);
     r.fingerprint = Some(pr.fingerprint);
     r.rows_out = Some(pr.rows.len() as i64);
-    Ok((r, !fresh))
+    if pages.len() > 1 {
+        r.detail = Some(
+            pages
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+    Ok((r, pages.len()))
 }
 
 pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
@@ -548,7 +559,7 @@ pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
             started,
         );
         r.fingerprint = Some(fp);
-        let summary = if progress_written {
+        let summary = if progress_written > 0 {
             format!(
                 "{} report file(s) in {} up to date; written {progress_item}",
                 outputs.len(),
@@ -583,7 +594,7 @@ pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
             .collect::<Vec<_>>()
             .join("\n"),
     );
-    let written = outputs.len() + usize::from(progress_written);
+    let written = outputs.len() + progress_written;
     Ok((
         Outcome::Ok,
         vec![progress_row, r],

@@ -142,6 +142,10 @@ pub struct ProgressRow {
     pub division_code: String,
     pub division_name: String,
     pub level: String,
+    /// The division's top-most ancestor below the whole region (itself when
+    /// it has none): what a progress page too large for one file is split by.
+    pub root_code: String,
+    pub root_name: String,
     pub indicator_id: String,
     pub label: String,
     pub kind: Kind,
@@ -179,21 +183,26 @@ pub async fn progress(
     month: u32,
 ) -> Result<Vec<ProgressRow>> {
     let sql = format!(
-        "select d.code, d.name, d.level, i.indicator_id, i.value, i.reason \
+        "select d.code, d.name, d.level, i.indicator_id, i.value, i.reason, d.parent_code \
          from ref.divisions d left join (select * from marts.indicators where year = {year} and as_of_month = {month}) i \
          on i.division_code = d.code"
     );
     let mut actual: BTreeMap<(String, String), (Option<f64>, Option<String>)> = BTreeMap::new();
     let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut parents: BTreeMap<String, String> = BTreeMap::new();
     for b in ctx.sql(&sql).await?.collect().await? {
         let s = |i: usize| stmon_models::text_column(&b, i);
         let (code, name, level, id, reason) = (s(0)?, s(1)?, s(2)?, s(3)?, s(5)?);
+        let parent = s(6)?;
         let value = stmon_models::float_column(&b, 4)?;
         for r in 0..b.num_rows() {
             names.insert(
                 code.value(r).to_string(),
                 (name.value(r).to_string(), level.value(r).to_string()),
             );
+            if parent.is_valid(r) {
+                parents.insert(code.value(r).to_string(), parent.value(r).to_string());
+            }
             if id.is_valid(r) {
                 actual.insert(
                     (code.value(r).to_string(), id.value(r).to_string()),
@@ -238,10 +247,17 @@ pub async fn progress(
                     None,
                 ),
             };
+            let root_code = root_of(&parents, code);
+            let root_name = names
+                .get(&root_code)
+                .map(|n| n.0.clone())
+                .unwrap_or_else(|| root_code.clone());
             out.push(ProgressRow {
                 division_code: code.clone(),
                 division_name: name,
                 level,
+                root_code,
+                root_name,
                 indicator_id: id.clone(),
                 label: ind.label.clone(),
                 kind: ind.kind,
@@ -274,6 +290,18 @@ pub async fn progress(
             )
     });
     Ok(out)
+}
+
+/// The top-most ancestor of `code` below the whole region (000000).
+fn root_of(parents: &BTreeMap<String, String>, code: &str) -> String {
+    let mut at = code.to_string();
+    for _ in 0..16 {
+        match parents.get(&at) {
+            Some(p) if p != stmon_models::reference::REGION => at = p.clone(),
+            _ => break,
+        }
+    }
+    at
 }
 
 /// A value for people: percent for fractions, 亿元 for large sums of 万元.
@@ -618,20 +646,28 @@ fn pct(v: f64) -> String {
 /// yellow, green, then those without a value, each in the targets' order.
 /// Each indicator is a card with its light, completion, time progress,
 /// actual and target, and a chart of its completion month by month.
+///
+/// `part`: this page is one region of a split report (see [`write_html`]):
+/// the region's name and the file name of the index page to link back to.
 pub fn html_page(
     rows: &[ProgressRow],
     history: &History,
     year: i32,
     month: u32,
     source: &PageSource,
+    part: Option<(&str, &str)>,
 ) -> String {
     use crate::html::{self, esc};
     use std::fmt::Write as _;
+    let mut at: BTreeMap<&str, usize> = BTreeMap::new();
     let mut divisions: Vec<(&str, Vec<&ProgressRow>)> = Vec::new();
     for r in rows {
-        match divisions.iter_mut().find(|d| d.0 == r.division_code) {
-            Some(d) => d.1.push(r),
-            None => divisions.push((&r.division_code, vec![r])),
+        match at.get(r.division_code.as_str()) {
+            Some(&i) => divisions[i].1.push(r),
+            None => {
+                at.insert(&r.division_code, divisions.len());
+                divisions.push((&r.division_code, vec![r]));
+            }
         }
     }
     let count = |rs: &[&ProgressRow], l: Option<Light>| rs.iter().filter(|r| r.status == l).count();
@@ -647,23 +683,15 @@ pub fn html_page(
     for (_, rs) in &mut divisions {
         rs.sort_by_key(|r| light_rank(r.status)); // stable: the targets' order within a light
     }
-    let time_progress = f64::from(month) / 12.0;
     let mut h = String::new();
-    let _ = write!(
-        h,
-        "<h1>{year}年科技创新目标任务进度监测</h1><p class=\"muted\">截至{year}年{month}月，时间进度 {}（时间过半、任务过半）</p>",
-        pct(time_progress)
-    );
-    h.push_str(&html::provenance(&[
-        ("截至月份".into(), format!("{year}-{month:02}")),
-        ("目标".into(), source.targets_file.clone()),
-        (
-            "数据版本".into(),
-            format!("{}，Delta 版本 {}", source.table, source.version),
-        ),
-        ("生成时间".into(), source.ran_at.to_rfc3339()),
-        ("重现命令".into(), source.command(year, month)),
-    ]));
+    if let Some((_, index)) = part {
+        let _ = write!(
+            h,
+            "<nav class=\"top\"><a href=\"{}\">全部地区</a></nav>",
+            esc(index)
+        );
+    }
+    h.push_str(&page_head(year, month, source, part.map(|p| p.0)));
     h.push_str(
         "<p class=\"muted\">完成率 = 实际值 ÷ 目标值。累计类指标（数量、金额）与时间进度（月份 ÷ 12）比较，\
          比率类指标与 100% 比较：达到为<span class=\"light green\">绿</span>，达到八成为<span class=\"light yellow\">黄</span>，\
@@ -778,14 +806,47 @@ pub fn html_page(
         }
         h.push_str("</div></section>");
     }
-    html::page(
-        &format!("{year}年科技创新目标任务进度监测（截至{month}月）"),
-        &h,
-        "",
-    )
+    html::page(&page_title(year, month, part.map(|p| p.0)), &h, "")
 }
 
-/// Writes [`html_page`] to `path`.
+fn page_title(year: i32, month: u32, region: Option<&str>) -> String {
+    match region {
+        Some(r) => format!("{year}年科技创新目标任务进度监测 — {r}（截至{month}月）"),
+        None => format!("{year}年科技创新目标任务进度监测（截至{month}月）"),
+    }
+}
+
+/// The title, the as-of month with the time progress, and the provenance.
+fn page_head(year: i32, month: u32, source: &PageSource, region: Option<&str>) -> String {
+    use crate::html::{self, esc};
+    let mut h = format!(
+        "<h1>{year}年科技创新目标任务进度监测{}</h1><p class=\"muted\">截至{year}年{month}月，时间进度 {}（时间过半、任务过半）</p>",
+        region.map(|r| format!(" — {}", esc(r))).unwrap_or_default(),
+        pct(f64::from(month) / 12.0)
+    );
+    h.push_str(&html::provenance(&[
+        ("截至月份".into(), format!("{year}-{month:02}")),
+        ("目标".into(), source.targets_file.clone()),
+        (
+            "数据版本".into(),
+            format!("{}，Delta 版本 {}", source.table, source.version),
+        ),
+        ("生成时间".into(), source.ran_at.to_rfc3339()),
+        ("重现命令".into(), source.command(year, month)),
+    ]));
+    h
+}
+
+/// Most divisions one progress page holds. A page of a province's 90
+/// counties and 22 indicators is about 6 MB; the country's 2,790 counties in
+/// one page were 200 MB, which no mail client or phone opens.
+pub const PAGE_DIVISIONS: usize = 200;
+
+/// Writes the progress page to `path` and returns the files written. When
+/// the rows span more than [`PAGE_DIVISIONS`] divisions, `path` becomes an
+/// index of regions (each division's top-most ancestor: a province) with
+/// their lights counted, and each region gets its own page beside it,
+/// `<stem>-<region code>.html`.
 pub fn write_html(
     rows: &[ProgressRow],
     history: &History,
@@ -793,12 +854,95 @@ pub fn write_html(
     month: u32,
     source: &PageSource,
     path: &Path,
-) -> Result<()> {
+) -> Result<Vec<std::path::PathBuf>> {
+    write_pages(rows, history, year, month, source, path, PAGE_DIVISIONS)
+}
+
+/// A region of a split report: name, file, divisions, and its rows counted
+/// by light (red, yellow, green, none).
+type RegionSummary = (String, String, usize, [usize; 4]);
+
+fn write_pages(
+    rows: &[ProgressRow],
+    history: &History,
+    year: i32,
+    month: u32,
+    source: &PageSource,
+    path: &Path,
+    per_page: usize,
+) -> Result<Vec<std::path::PathBuf>> {
+    use crate::html::{self, esc};
+    use std::fmt::Write as _;
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(crate::io_error(d))?;
     }
-    std::fs::write(path, html_page(rows, history, year, month, source))
-        .map_err(crate::io_error(path))
+    let write = |p: &Path, text: String| std::fs::write(p, text).map_err(crate::io_error(p));
+    let divisions: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.division_code.as_str()).collect();
+    if divisions.len() <= per_page {
+        write(path, html_page(rows, history, year, month, source, None))?;
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut regions: BTreeMap<&str, Vec<ProgressRow>> = BTreeMap::new();
+    for r in rows {
+        regions.entry(&r.root_code).or_default().push(r.clone());
+    }
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("progress")
+        .to_string();
+    let index_name = path
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("progress.html")
+        .to_string();
+    let mut written = vec![path.to_path_buf()];
+    let mut summary: Vec<RegionSummary> = Vec::new();
+    for (code, rs) in &regions {
+        let name = rs[0].root_name.clone();
+        let file = format!("{stem}-{code}.html");
+        let p = path.with_file_name(&file);
+        write(
+            &p,
+            html_page(rs, history, year, month, source, Some((&name, &index_name))),
+        )?;
+        written.push(p);
+        let mut n = [0usize; 4];
+        for r in rs {
+            n[usize::from(light_rank(r.status))] += 1;
+        }
+        let count = rs
+            .iter()
+            .map(|r| r.division_code.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        summary.push((name, file, count, n));
+    }
+    summary.sort_by(|a, b| b.3[0].cmp(&a.3[0]).then(a.1.cmp(&b.1)));
+    let mut h = page_head(year, month, source, None);
+    let _ = write!(
+        h,
+        "<p class=\"muted\">共 {} 个区划，超过一页可容纳的 {per_page} 个，按地区分为 {} 页；红灯多的地区在前。</p>\
+         <h2>各地区</h2><div class=\"wide\"><table class=\"regions\"><thead><tr><th>地区</th><th>区划数</th><th>红</th><th>黄</th><th>绿</th><th>无数据</th></tr></thead><tbody>",
+        divisions.len(),
+        summary.len()
+    );
+    for (name, file, count, n) in &summary {
+        let _ = write!(
+            h,
+            "<tr><td class=\"t\"><a href=\"{}\">{}</a></td><td>{count}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(file),
+            esc(name),
+            n[0],
+            n[1],
+            n[2],
+            n[3]
+        );
+    }
+    h.push_str("</tbody></table></div>");
+    write(path, html::page(&page_title(year, month, None), &h, ""))?;
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -844,6 +988,84 @@ mod tests {
         for (en, zh) in REASONS_ZH {
             assert!(!zh.contains("reported") && !zh.contains("year"), "{en}");
         }
+    }
+
+    fn row(code: &str, root: &str, status: Option<Light>) -> ProgressRow {
+        ProgressRow {
+            division_code: code.into(),
+            division_name: format!("区{code}"),
+            level: "county".into(),
+            root_code: root.into(),
+            root_name: format!("省{root}"),
+            indicator_id: "talent_teams".into(),
+            label: "人才团队".into(),
+            kind: Kind::Cumulative,
+            unit: None,
+            actual: Some(1.0),
+            target: 10.0,
+            completion: Some(0.1),
+            time_progress: 0.5,
+            status,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_page_too_large_is_split_by_region_with_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("progress-2023-06.html");
+        let source = PageSource {
+            table: "marts.indicators".into(),
+            version: 3,
+            targets_file: "t.yaml".into(),
+            ran_at: chrono::Utc::now(),
+        };
+        let rows = vec![
+            row("110101", "110000", Some(Light::Green)),
+            row("110102", "110000", Some(Light::Red)),
+            row("120101", "120000", Some(Light::Red)),
+            row("120102", "120000", Some(Light::Red)),
+            row("130101", "130000", None),
+        ];
+        let h = History::new();
+        let sections = |p: &Path| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .matches("<section class=\"division\"")
+                .count()
+        };
+        // Within the limit: one page.
+        let one = write_pages(&rows, &h, 2023, 6, &source, &path, 5).unwrap();
+        assert_eq!(one, std::slice::from_ref(&path));
+        assert_eq!(sections(&path), 5);
+        // Past it: an index and a page per region.
+        let all = write_pages(&rows, &h, 2023, 6, &source, &path, 4).unwrap();
+        let names: Vec<&str> = all
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "progress-2023-06.html",
+                "progress-2023-06-110000.html",
+                "progress-2023-06-120000.html",
+                "progress-2023-06-130000.html"
+            ]
+        );
+        let index = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(sections(&path), 0);
+        assert!(index.contains("共 5 个区划，超过一页可容纳的 4 个，按地区分为 3 页"));
+        // Most red first: 省120000 (2 red), 省110000 (1), 省130000 (none; one without data).
+        let at = |c: &str| index.find(&format!("progress-2023-06-{c}.html")).unwrap();
+        assert!(at("120000") < at("110000") && at("110000") < at("130000"));
+        assert!(index.contains("<a href=\"progress-2023-06-120000.html\">省120000</a></td><td>2</td><td>2</td><td>0</td><td>0</td><td>0</td>"));
+        assert!(index.contains("<a href=\"progress-2023-06-130000.html\">省130000</a></td><td>1</td><td>0</td><td>0</td><td>0</td><td>1</td>"));
+        let region = dir.path().join("progress-2023-06-120000.html");
+        let text = std::fs::read_to_string(&region).unwrap();
+        assert!(text.contains("<a href=\"progress-2023-06.html\">全部地区</a>"));
+        assert!(text.contains("进度监测 — 省120000"));
+        assert_eq!(sections(&region), 2);
     }
 
     #[test]
