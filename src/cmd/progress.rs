@@ -79,16 +79,10 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     progress::write(&rows, &csv, &xlsx)?;
     println!("written: {} and {}", csv.display(), xlsx.display());
     if args.html {
-        let version = wh.table(&table).await?.version().unwrap_or(0) as i64;
-        let history = progress::history(&ctx, &targets, args.year, month).await?;
-        let source = progress::PageSource {
-            table: "marts.indicators".into(),
-            version,
-            targets_file: targets_path.display().to_string(),
-            ran_at: chrono::Utc::now(),
-        };
+        let page =
+            progress::Page::read(&wh, &ctx, &targets, &targets_path, args.year, month).await?;
         let path = files::progress_html(&args.out, args.year, month);
-        let pages = progress::write_html(&rows, &history, args.year, month, &source, &path)?;
+        let pages = page.write(&rows, &path)?;
         if pages.len() == 1 {
             println!("written: {}", path.display());
         } else {

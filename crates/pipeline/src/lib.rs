@@ -219,6 +219,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) history: Vec<RunRow>,
     /// The assessments of this run, once computed.
     pub(crate) assessments: Vec<Assessment>,
+    /// Progress as of the pipeline's month, once computed (the progress
+    /// step's, reused by the reports step's page).
+    pub(crate) progress: Option<steps::Progress>,
     pub(crate) on: &'a (dyn Fn(Event<'_>) + Sync),
 }
 
@@ -323,6 +326,7 @@ pub async fn run(
         run_id: run_id.clone(),
         history,
         assessments: Vec::new(),
+        progress: None,
         on,
     };
     on(Event::Started {
@@ -375,7 +379,7 @@ pub async fn run(
             Step::Freshness => steps::freshness(&c).await,
             Step::Models => steps::models(&c, opts.full_refresh, &opts.engine).await,
             Step::Tests => steps::tests(&c, &opts.engine).await,
-            Step::Progress => steps::progress(&c).await,
+            Step::Progress => steps::progress(&mut c).await,
             Step::Assessment => steps::assessment(&mut c).await,
             Step::Reports => steps::reports(&mut c).await,
         };

@@ -321,7 +321,7 @@ pub(crate) async fn tests(c: &Ctx<'_>, engine: &stmon_warehouse::Engine) -> Step
 /// Progress as of the pipeline's month: the session it was read in, the
 /// targets, the month, the rows and the fingerprint of what they come from
 /// (the indicators' build, the targets file, the month).
-struct Progress {
+pub(crate) struct Progress {
     ctx: datafusion::prelude::SessionContext,
     targets: prog::Targets,
     month: u32,
@@ -360,17 +360,16 @@ async fn progress_of(c: &Ctx<'_>) -> Result<Progress> {
     })
 }
 
-pub(crate) async fn progress(c: &Ctx<'_>) -> StepResult {
+pub(crate) async fn progress(c: &mut Ctx<'_>) -> StepResult {
     let started = Utc::now();
     let p = c.pipeline;
-    let Progress {
-        month,
-        rows,
-        fingerprint: fp,
-        ..
-    } = progress_of(c).await?;
+    if c.progress.is_none() {
+        c.progress = Some(progress_of(c).await?);
+    }
+    let pr = c.progress.as_ref().expect("computed above");
+    let (month, rows, fp) = (pr.month, &pr.rows, pr.fingerprint.clone());
     (c.on)(Event::Progress {
-        rows: &rows,
+        rows,
         year: p.year,
         month,
     });
@@ -385,7 +384,7 @@ pub(crate) async fn progress(c: &Ctx<'_>) -> StepResult {
             format!("{} and .xlsx up to date", csv.display()),
         )
     } else {
-        prog::write(&rows, &csv, &xlsx)?;
+        prog::write(rows, &csv, &xlsx)?;
         (
             RowStatus::Written,
             format!("written {} and {}", csv.display(), xlsx.display()),
@@ -485,26 +484,22 @@ pub(crate) async fn assessment(c: &mut Ctx<'_>) -> StepResult {
 
 /// The progress page (`progress-<year>-<MM>.html`) of the reports step:
 /// its run record row, and how many files were written (0: up to date; more
-/// than 1: an index and its region pages, see `write_html`).
-async fn progress_page(c: &Ctx<'_>, started: chrono::DateTime<Utc>) -> Result<(RunRow, usize)> {
+/// than 1: an index and its region pages, see `Page::write`).
+async fn progress_page(c: &mut Ctx<'_>, started: chrono::DateTime<Utc>) -> Result<(RunRow, usize)> {
     let p = c.pipeline;
-    let pr = progress_of(c).await?;
+    if c.progress.is_none() {
+        c.progress = Some(progress_of(c).await?);
+    }
+    let pr = c.progress.as_ref().expect("computed above");
     let path = files::progress_html(&p.reports, p.year, pr.month);
     let item = path.display().to_string();
     let fresh =
         c.done_before(Step::Reports, &item, &pr.fingerprint, RowStatus::Written) && path.is_file();
     let mut pages = Vec::new();
     if !fresh {
-        let table = TableId::new("marts", "indicators");
-        let version = c.wh.table(&table).await?.version().unwrap_or(0) as i64;
-        let history = prog::history(&pr.ctx, &pr.targets, p.year, pr.month).await?;
-        let source = prog::PageSource {
-            table: "marts.indicators".into(),
-            version,
-            targets_file: p.targets.display().to_string(),
-            ran_at: Utc::now(),
-        };
-        pages = prog::write_html(&pr.rows, &history, p.year, pr.month, &source, &path)?;
+        let page =
+            prog::Page::read(c.wh, &pr.ctx, &pr.targets, &p.targets, p.year, pr.month).await?;
+        pages = page.write(&pr.rows, &path)?;
     }
     let status = if fresh {
         RowStatus::UpToDate
@@ -512,7 +507,7 @@ async fn progress_page(c: &Ctx<'_>, started: chrono::DateTime<Utc>) -> Result<(R
         RowStatus::Written
     };
     let mut r = c.row(Step::Reports.as_str(), Some(item), status, started);
-    r.fingerprint = Some(pr.fingerprint);
+    r.fingerprint = Some(pr.fingerprint.clone());
     r.rows_out = Some(pr.rows.len() as i64);
     if pages.len() > 1 {
         r.detail = Some(

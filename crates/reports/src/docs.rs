@@ -142,18 +142,8 @@ fn form_of<'c>(catalog: &'c Catalog, source: &str) -> Option<&'c str> {
 
 /// The indicator catalogue with each indicator's forms and models.
 pub fn indicators(inputs: &Inputs) -> Result<Vec<Indicator>> {
-    let path = inputs.lineage_dir.join("indicators.yml");
-    let text = std::fs::read_to_string(&path).map_err(crate::io_error(&path))?;
-    let catalogue: serde_yaml_ng::Mapping =
-        serde_yaml_ng::from_str(&text).map_err(|e| crate::file_error(&path, e))?;
     let mut out = Vec::new();
-    for (k, v) in catalogue {
-        let id = k
-            .as_str()
-            .ok_or_else(|| crate::file_error(&path, "indicator ids are strings"))?
-            .to_string();
-        let entry: Entry = serde_yaml_ng::from_value(v)
-            .map_err(|e| crate::file_error(&path, format!("{id}: {e}")))?;
+    for (id, entry) in crate::explain::catalogue(inputs.lineage_dir)? {
         // The lineage queries read forms and models; a model stands for
         // the forms it is built from.
         let mut forms = BTreeSet::new();

@@ -2,7 +2,6 @@
 //! submission rows (file, row, submitted_at) it came from. The catalogue and
 //! the lineage queries live in `sql/lineage/`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use datafusion::common::ScalarValue;
@@ -22,6 +21,25 @@ pub struct Entry {
     pub kind: Option<String>,
     #[serde(default)]
     pub unit: bool,
+}
+
+/// The indicator catalogue, `<lineage_dir>/indicators.yml`, in the file's order.
+pub fn catalogue(lineage_dir: &Path) -> Result<Vec<(String, Entry)>> {
+    let path = lineage_dir.join("indicators.yml");
+    let text = std::fs::read_to_string(&path).map_err(crate::io_error(&path))?;
+    let map: serde_yaml_ng::Mapping =
+        serde_yaml_ng::from_str(&text).map_err(|e| crate::file_error(&path, e))?;
+    map.into_iter()
+        .map(|(k, v)| {
+            let id = k
+                .as_str()
+                .ok_or_else(|| crate::file_error(&path, "indicator ids are strings"))?
+                .to_string();
+            let entry: Entry = serde_yaml_ng::from_value(v)
+                .map_err(|e| crate::file_error(&path, format!("{id}: {e}")))?;
+            Ok((id, entry))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -70,15 +88,18 @@ pub async fn explain(
     year: i32,
     month: u32,
 ) -> Result<Explanation> {
-    let cat_path = lineage_dir.join("indicators.yml");
-    let text = std::fs::read_to_string(&cat_path).map_err(crate::io_error(&cat_path))?;
-    let catalogue: BTreeMap<String, Entry> =
-        serde_yaml_ng::from_str(&text).map_err(|e| crate::file_error(&cat_path, e))?;
+    let catalogue = catalogue(lineage_dir)?;
     let entry = catalogue
-        .get(indicator)
-        .ok_or_else(|| Error::UnknownIndicator {
-            indicator: indicator.to_string(),
-            known: catalogue.keys().cloned().collect(),
+        .iter()
+        .find(|(id, _)| id == indicator)
+        .map(|(_, e)| e)
+        .ok_or_else(|| {
+            let mut known: Vec<String> = catalogue.iter().map(|(id, _)| id.clone()).collect();
+            known.sort();
+            Error::UnknownIndicator {
+                indicator: indicator.to_string(),
+                known,
+            }
         })?;
     let s = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
     let (sql, params) = if entry.unit {

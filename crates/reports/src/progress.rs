@@ -474,6 +474,19 @@ pub async fn history(
     Ok(out)
 }
 
+/// A region of a split report: name, file, divisions, and its rows counted
+/// by light (red, yellow, green, none).
+type RegionSummary = (String, String, usize, [usize; 4]);
+
+/// Everything the progress page shows but its rows.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub history: History,
+    pub year: i32,
+    pub month: u32,
+    pub source: PageSource,
+}
+
 /// What the progress page says about where its numbers come from.
 #[derive(Debug, Clone)]
 pub struct PageSource {
@@ -647,61 +660,57 @@ fn pct(v: f64) -> String {
 /// Each indicator is a card with its light, completion, time progress,
 /// actual and target, and a chart of its completion month by month.
 ///
-/// `part`: this page is one region of a split report (see [`write_html`]):
+/// `part`: this page is one region of a split report (see [`Page::write`]):
 /// the region's name and the file name of the index page to link back to.
-pub fn html_page(
-    rows: &[ProgressRow],
-    history: &History,
-    year: i32,
-    month: u32,
-    source: &PageSource,
-    part: Option<(&str, &str)>,
-) -> String {
-    use crate::html::{self, esc};
-    use std::fmt::Write as _;
-    let mut at: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut divisions: Vec<(&str, Vec<&ProgressRow>)> = Vec::new();
-    for r in rows {
-        match at.get(r.division_code.as_str()) {
-            Some(&i) => divisions[i].1.push(r),
-            None => {
-                at.insert(&r.division_code, divisions.len());
-                divisions.push((&r.division_code, vec![r]));
+impl Page {
+    pub fn html(&self, rows: &[ProgressRow], part: Option<(&str, &str)>) -> String {
+        use crate::html::{self, esc};
+        let (history, year, month, source) = (&self.history, self.year, self.month, &self.source);
+        use std::fmt::Write as _;
+        let mut at: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut divisions: Vec<(&str, Vec<&ProgressRow>)> = Vec::new();
+        for r in rows {
+            match at.get(r.division_code.as_str()) {
+                Some(&i) => divisions[i].1.push(r),
+                None => {
+                    at.insert(&r.division_code, divisions.len());
+                    divisions.push((&r.division_code, vec![r]));
+                }
             }
         }
-    }
-    let count = |rs: &[&ProgressRow], l: Option<Light>| rs.iter().filter(|r| r.status == l).count();
-    divisions.sort_by_key(|(code, rs)| {
-        let county = rs[0].level == "county";
-        (
-            county,
-            std::cmp::Reverse(count(rs, Some(Light::Red))),
-            std::cmp::Reverse(count(rs, Some(Light::Yellow))),
-            code.to_string(),
-        )
-    });
-    for (_, rs) in &mut divisions {
-        rs.sort_by_key(|r| light_rank(r.status)); // stable: the targets' order within a light
-    }
-    let mut h = String::new();
-    if let Some((_, index)) = part {
-        let _ = write!(
-            h,
-            "<nav class=\"top\"><a href=\"{}\">全部地区</a></nav>",
-            esc(index)
-        );
-    }
-    h.push_str(&page_head(year, month, source, part.map(|p| p.0)));
-    h.push_str(
+        let count =
+            |rs: &[&ProgressRow], l: Option<Light>| rs.iter().filter(|r| r.status == l).count();
+        divisions.sort_by_key(|(code, rs)| {
+            let county = rs[0].level == "county";
+            (
+                county,
+                std::cmp::Reverse(count(rs, Some(Light::Red))),
+                std::cmp::Reverse(count(rs, Some(Light::Yellow))),
+                code.to_string(),
+            )
+        });
+        for (_, rs) in &mut divisions {
+            rs.sort_by_key(|r| light_rank(r.status)); // stable: the targets' order within a light
+        }
+        let mut h = String::new();
+        if let Some((_, index)) = part {
+            let _ = write!(
+                h,
+                "<nav class=\"top\"><a href=\"{}\">全部地区</a></nav>",
+                esc(index)
+            );
+        }
+        h.push_str(&page_head(year, month, source, part.map(|p| p.0)));
+        h.push_str(
         "<p class=\"muted\">完成率 = 实际值 ÷ 目标值。累计类指标（数量、金额）与时间进度（月份 ÷ 12）比较，\
          比率类指标与 100% 比较：达到为<span class=\"light green\">绿</span>，达到八成为<span class=\"light yellow\">黄</span>，\
          否则为<span class=\"light red\">红</span>；<span class=\"light none\">无</span>为尚无数据。\
          图中虚线为时间进度，实线为逐月完成率。</p>",
     );
-    // Overview: one row per division.
-    h.push_str("<h2>总览</h2><div class=\"wide\"><table class=\"overview\"><thead><tr><th>区划</th><th>红</th><th>黄</th><th>绿</th><th>无数据</th></tr></thead><tbody>");
-    for (code, rs) in &divisions {
-        let _ = write!(
+        // Overview: one row per division.
+        h.push_str("<h2>总览</h2><div class=\"wide\"><table class=\"overview\"><thead><tr><th>区划</th><th>红</th><th>黄</th><th>绿</th><th>无数据</th></tr></thead><tbody>");
+        for (code, rs) in &divisions {
+            let _ = write!(
             h,
             "<tr data-division=\"{code}\"><td class=\"t\"><a href=\"#d-{code}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&rs[0].division_name),
@@ -710,24 +719,24 @@ pub fn html_page(
             count(rs, Some(Light::Green)),
             count(rs, None)
         );
-    }
-    h.push_str("</tbody></table></div>");
-    // Every red light in one table.
-    let reds: Vec<&ProgressRow> = divisions
-        .iter()
-        .flat_map(|(_, rs)| rs.iter().copied())
-        .filter(|r| r.status == Some(Light::Red))
-        .collect();
-    let _ = write!(h, "<h2>红灯指标（{} 项）</h2>", reds.len());
-    if !reds.is_empty() {
-        let notes = reds.iter().any(|r| r.reason.is_some());
-        h.push_str("<div class=\"wide\"><table class=\"reds\"><thead><tr><th>区划</th><th>指标</th><th>实际值</th><th>目标值</th><th>完成率</th><th>应达进度</th>");
-        if notes {
-            h.push_str("<th>说明</th>");
         }
-        h.push_str("</tr></thead><tbody>");
-        for r in &reds {
-            let _ = write!(
+        h.push_str("</tbody></table></div>");
+        // Every red light in one table.
+        let reds: Vec<&ProgressRow> = divisions
+            .iter()
+            .flat_map(|(_, rs)| rs.iter().copied())
+            .filter(|r| r.status == Some(Light::Red))
+            .collect();
+        let _ = write!(h, "<h2>红灯指标（{} 项）</h2>", reds.len());
+        if !reds.is_empty() {
+            let notes = reds.iter().any(|r| r.reason.is_some());
+            h.push_str("<div class=\"wide\"><table class=\"reds\"><thead><tr><th>区划</th><th>指标</th><th>实际值</th><th>目标值</th><th>完成率</th><th>应达进度</th>");
+            if notes {
+                h.push_str("<th>说明</th>");
+            }
+            h.push_str("</tr></thead><tbody>");
+            for r in &reds {
+                let _ = write!(
                 h,
                 "<tr data-division=\"{}\" data-indicator=\"{}\"><td class=\"t\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
                 esc(&r.division_code),
@@ -747,11 +756,11 @@ pub fn html_page(
                     String::new()
                 }
             );
+            }
+            h.push_str("</tbody></table></div>");
         }
-        h.push_str("</tbody></table></div>");
-    }
-    for (code, rs) in &divisions {
-        let _ = write!(
+        for (code, rs) in &divisions {
+            let _ = write!(
             h,
             "<section class=\"division\" id=\"d-{code}\"><h2>{}（{}，{}）</h2><p class=\"counts\">红 {} · 黄 {} · 绿 {} · 无数据 {}</p><div class=\"cards\">",
             esc(&rs[0].division_name),
@@ -762,25 +771,25 @@ pub fn html_page(
             count(rs, Some(Light::Green)),
             count(rs, None)
         );
-        for r in rs {
-            let (class, word) = html::light_class(r.status);
-            let unit = r.unit.as_deref();
-            let points: Vec<html::MonthPoint> = history
-                .get(&(r.division_code.clone(), r.indicator_id.clone()))
-                .map(|v| {
-                    v.iter()
-                        .map(|&(m, value)| {
-                            let (completion, _, light) = assess(r.kind, value, r.target, m);
-                            html::MonthPoint {
-                                month: m,
-                                completion,
-                                light,
-                            }
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let _ = write!(
+            for r in rs {
+                let (class, word) = html::light_class(r.status);
+                let unit = r.unit.as_deref();
+                let points: Vec<html::MonthPoint> = history
+                    .get(&(r.division_code.clone(), r.indicator_id.clone()))
+                    .map(|v| {
+                        v.iter()
+                            .map(|&(m, value)| {
+                                let (completion, _, light) = assess(r.kind, value, r.target, m);
+                                html::MonthPoint {
+                                    month: m,
+                                    completion,
+                                    light,
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = write!(
                 h,
                 "<div class=\"card {class}\" data-indicator=\"{}\" data-completion=\"{}\"><h4>{}</h4>\
                  <div><span class=\"light {class}\">{word}</span> 完成率 <b>{}</b> · 应达 {}</div>\
@@ -803,10 +812,11 @@ pub fn html_page(
                     &format!("{} 逐月完成率", r.label)
                 )
             );
+            }
+            h.push_str("</div></section>");
         }
-        h.push_str("</div></section>");
+        html::page(&page_title(year, month, part.map(|p| p.0)), &h, "")
     }
-    html::page(&page_title(year, month, part.map(|p| p.0)), &h, "")
 }
 
 fn page_title(year: i32, month: u32, region: Option<&str>) -> String {
@@ -847,89 +857,100 @@ pub const PAGE_DIVISIONS: usize = 200;
 /// index of regions (each division's top-most ancestor: a province) with
 /// their lights counted, and each region gets its own page beside it,
 /// `<stem>-<region code>.html`.
-pub fn write_html(
-    rows: &[ProgressRow],
-    history: &History,
-    year: i32,
-    month: u32,
-    source: &PageSource,
-    path: &Path,
-) -> Result<Vec<std::path::PathBuf>> {
-    write_pages(rows, history, year, month, source, path, PAGE_DIVISIONS)
-}
+impl Page {
+    /// What the page shows besides the rows: each value month by month from
+    /// `ctx`, and where it comes from (`marts.indicators`' version in `wh`,
+    /// the targets file as given).
+    pub async fn read(
+        wh: &stmon_warehouse::Warehouse,
+        ctx: &SessionContext,
+        targets: &Targets,
+        targets_file: &Path,
+        year: i32,
+        month: u32,
+    ) -> Result<Page> {
+        let table = stmon_warehouse::TableId::new("marts", "indicators");
+        let version = wh.table(&table).await?.version().unwrap_or(0) as i64;
+        Ok(Page {
+            history: history(ctx, targets, year, month).await?,
+            year,
+            month,
+            source: PageSource {
+                table: "marts.indicators".into(),
+                version,
+                targets_file: targets_file.display().to_string(),
+                ran_at: chrono::Utc::now(),
+            },
+        })
+    }
 
-/// A region of a split report: name, file, divisions, and its rows counted
-/// by light (red, yellow, green, none).
-type RegionSummary = (String, String, usize, [usize; 4]);
+    pub fn write(&self, rows: &[ProgressRow], path: &Path) -> Result<Vec<std::path::PathBuf>> {
+        self.write_split(rows, path, PAGE_DIVISIONS)
+    }
 
-fn write_pages(
-    rows: &[ProgressRow],
-    history: &History,
-    year: i32,
-    month: u32,
-    source: &PageSource,
-    path: &Path,
-    per_page: usize,
-) -> Result<Vec<std::path::PathBuf>> {
-    use crate::html::{self, esc};
-    use std::fmt::Write as _;
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(crate::io_error(d))?;
-    }
-    let write = |p: &Path, text: String| std::fs::write(p, text).map_err(crate::io_error(p));
-    let divisions: std::collections::BTreeSet<&str> =
-        rows.iter().map(|r| r.division_code.as_str()).collect();
-    if divisions.len() <= per_page {
-        write(path, html_page(rows, history, year, month, source, None))?;
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut regions: BTreeMap<&str, Vec<ProgressRow>> = BTreeMap::new();
-    for r in rows {
-        regions.entry(&r.root_code).or_default().push(r.clone());
-    }
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("progress")
-        .to_string();
-    let index_name = path
-        .file_name()
-        .and_then(|s| s.to_str())
-        .unwrap_or("progress.html")
-        .to_string();
-    let mut written = vec![path.to_path_buf()];
-    let mut summary: Vec<RegionSummary> = Vec::new();
-    for (code, rs) in &regions {
-        let name = rs[0].root_name.clone();
-        let file = format!("{stem}-{code}.html");
-        let p = path.with_file_name(&file);
-        write(
-            &p,
-            html_page(rs, history, year, month, source, Some((&name, &index_name))),
-        )?;
-        written.push(p);
-        let mut n = [0usize; 4];
-        for r in rs {
-            n[usize::from(light_rank(r.status))] += 1;
+    fn write_split(
+        &self,
+        rows: &[ProgressRow],
+        path: &Path,
+        per_page: usize,
+    ) -> Result<Vec<std::path::PathBuf>> {
+        use crate::html::{self, esc};
+        let (year, month) = (self.year, self.month);
+        use std::fmt::Write as _;
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(crate::io_error(d))?;
         }
-        let count = rs
-            .iter()
-            .map(|r| r.division_code.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        summary.push((name, file, count, n));
-    }
-    summary.sort_by(|a, b| b.3[0].cmp(&a.3[0]).then(a.1.cmp(&b.1)));
-    let mut h = page_head(year, month, source, None);
-    let _ = write!(
+        let write = |p: &Path, text: String| std::fs::write(p, text).map_err(crate::io_error(p));
+        let divisions: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r.division_code.as_str()).collect();
+        if divisions.len() <= per_page {
+            write(path, self.html(rows, None))?;
+            return Ok(vec![path.to_path_buf()]);
+        }
+        let mut regions: BTreeMap<&str, Vec<ProgressRow>> = BTreeMap::new();
+        for r in rows {
+            regions.entry(&r.root_code).or_default().push(r.clone());
+        }
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("progress")
+            .to_string();
+        let index_name = path
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("progress.html")
+            .to_string();
+        let mut written = vec![path.to_path_buf()];
+        let mut summary: Vec<RegionSummary> = Vec::new();
+        for (code, rs) in &regions {
+            let name = rs[0].root_name.clone();
+            let file = format!("{stem}-{code}.html");
+            let p = path.with_file_name(&file);
+            write(&p, self.html(rs, Some((&name, &index_name))))?;
+            written.push(p);
+            let mut n = [0usize; 4];
+            for r in rs {
+                n[usize::from(light_rank(r.status))] += 1;
+            }
+            let count = rs
+                .iter()
+                .map(|r| r.division_code.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            summary.push((name, file, count, n));
+        }
+        summary.sort_by(|a, b| b.3[0].cmp(&a.3[0]).then(a.1.cmp(&b.1)));
+        let mut h = page_head(year, month, &self.source, None);
+        let _ = write!(
         h,
         "<p class=\"muted\">共 {} 个区划，超过一页可容纳的 {per_page} 个，按地区分为 {} 页；红灯多的地区在前。</p>\
          <h2>各地区</h2><div class=\"wide\"><table class=\"regions\"><thead><tr><th>地区</th><th>区划数</th><th>红</th><th>黄</th><th>绿</th><th>无数据</th></tr></thead><tbody>",
         divisions.len(),
         summary.len()
     );
-    for (name, file, count, n) in &summary {
-        let _ = write!(
+        for (name, file, count, n) in &summary {
+            let _ = write!(
             h,
             "<tr><td class=\"t\"><a href=\"{}\">{}</a></td><td>{count}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(file),
@@ -939,10 +960,11 @@ fn write_pages(
             n[2],
             n[3]
         );
+        }
+        h.push_str("</tbody></table></div>");
+        write(path, html::page(&page_title(year, month, None), &h, ""))?;
+        Ok(written)
     }
-    h.push_str("</tbody></table></div>");
-    write(path, html::page(&page_title(year, month, None), &h, ""))?;
-    Ok(written)
 }
 
 #[cfg(test)]
@@ -1027,7 +1049,12 @@ mod tests {
             row("120102", "120000", Some(Light::Red)),
             row("130101", "130000", None),
         ];
-        let h = History::new();
+        let page = Page {
+            history: History::new(),
+            year: 2023,
+            month: 6,
+            source,
+        };
         let sections = |p: &Path| {
             std::fs::read_to_string(p)
                 .unwrap()
@@ -1035,11 +1062,11 @@ mod tests {
                 .count()
         };
         // Within the limit: one page.
-        let one = write_pages(&rows, &h, 2023, 6, &source, &path, 5).unwrap();
+        let one = page.write_split(&rows, &path, 5).unwrap();
         assert_eq!(one, std::slice::from_ref(&path));
         assert_eq!(sections(&path), 5);
         // Past it: an index and a page per region.
-        let all = write_pages(&rows, &h, 2023, 6, &source, &path, 4).unwrap();
+        let all = page.write_split(&rows, &path, 4).unwrap();
         let names: Vec<&str> = all
             .iter()
             .map(|p| p.file_name().unwrap().to_str().unwrap())
