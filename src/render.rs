@@ -325,3 +325,55 @@ pub fn chain(e: &anyhow::Error) -> String {
     }
     out
 }
+
+/// The line a review prints.
+pub fn review_summary(s: &stmon_review::Summary) -> String {
+    if s.batches.is_empty() {
+        return format!(
+            "review: nothing new to review; {} open quer{} ({} high)",
+            s.open,
+            if s.open == 1 { "y" } else { "ies" },
+            s.open_high
+        );
+    }
+    let units: Vec<String> = s.units.iter().map(|(f, n)| format!("{f} {n}")).collect();
+    let closed: Vec<String> = s.closed.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!(
+        "review: {} batch(es), units reviewed: {}; {} quer{} opened ({} high), closed: {}; {} open ({} high)",
+        s.batches.len(),
+        units.join(", "),
+        s.opened,
+        if s.opened == 1 { "y" } else { "ies" },
+        s.opened_high,
+        if closed.is_empty() { "none".to_string() } else { closed.join(", ") },
+        s.open,
+        s.open_high
+    )
+}
+
+/// A table of queries, as `stmon review list` prints it.
+pub fn review_queries(rows: &[stmon_review::Query], catalog: &stmon_schema::Catalog) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "score", "status", "form", "unit", "name", "county", "period", "column", "reported",
+        "expected", "why",
+    ]);
+    for q in rows {
+        let form = catalog.form(&q.form);
+        t.add_row(vec![
+            Cell::new(format!("{:.4}", q.score)).set_alignment(CellAlignment::Right),
+            Cell::new(q.status.as_str()),
+            Cell::new(&q.form),
+            Cell::new(&q.unit),
+            Cell::new(q.name.as_deref().unwrap_or("")),
+            Cell::new(q.division.as_deref().unwrap_or("")),
+            Cell::new(&q.period),
+            Cell::new(&q.column),
+            Cell::new(format!("{:.2}", q.reported)).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{:.2}", q.expected)).set_alignment(CellAlignment::Right),
+            Cell::new(q.why_zh(form)),
+        ]);
+    }
+    t
+}

@@ -8,6 +8,7 @@ mod fixtures;
 mod ingest;
 mod models;
 mod progress;
+mod review;
 mod run;
 mod runs;
 mod serve;
@@ -91,6 +92,8 @@ pub enum Command {
     #[command(subcommand)]
     Models(models::ModelsCommand),
     Progress(progress::Args),
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
     Sql(sql::Args),
     Serve(serve::Args),
     Assess(assess::Args),
@@ -210,6 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => ingest::run(&cli, args).await,
         Command::Models(c) => models::run(&cli, c).await,
         Command::Progress(args) => progress::run(&cli, args).await,
+        Command::Review(c) => review::run(&cli, c).await,
         Command::Sql(args) => sql::run(&cli, args).await,
         Command::Serve(args) => serve::run(&cli, args).await,
         Command::Assess(args) => assess::run(&cli, args).await,

@@ -171,6 +171,12 @@ impl View<'_> {
                 render::print_report(self.wh, report, false);
             }
             Event::Freshness { day, rows, path } => render::print_freshness(day, rows, path),
+            Event::Reviewed(s) => {
+                println!("  {}", render::review_summary(s));
+                if s.open > 0 {
+                    println!("  (`stmon review list` shows the open queries, highest score first)");
+                }
+            }
             Event::Model(e) => {
                 let Some(bar) = self.bar() else { return };
                 match e {

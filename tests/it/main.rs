@@ -14,6 +14,7 @@ mod indicators;
 mod models;
 mod pipeline;
 mod python;
+mod review;
 mod s3;
 mod same_period;
 mod serve;

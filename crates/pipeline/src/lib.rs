@@ -102,6 +102,8 @@ pub enum Event<'a> {
         rows: &'a [freshness::Row],
         path: &'a std::path::Path,
     },
+    /// The review step's queries opened and closed.
+    Reviewed(&'a stmon_review::Summary),
     Model(stmon_models::run::Event<'a>),
     /// One model's data tests; `failures` describes each failing test.
     Tested {
@@ -154,6 +156,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Reports(Box<stmon_reports::Error>),
+    #[error("review: {0}")]
+    Review(Box<stmon_review::Error>),
     #[error("assessing with {path}: {source}")]
     Scheme {
         path: PathBuf,
@@ -377,6 +381,7 @@ pub async fn run(
         let result = match step {
             Step::Ingest => steps::ingest(&c).await,
             Step::Freshness => steps::freshness(&c).await,
+            Step::Review => steps::review(&c).await,
             Step::Models => steps::models(&c, opts.full_refresh, &opts.engine).await,
             Step::Tests => steps::tests(&c, &opts.engine).await,
             Step::Progress => steps::progress(&mut c).await,

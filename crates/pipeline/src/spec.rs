@@ -4,11 +4,12 @@
 //! name: shaoxing-2023
 //! year: 2023
 //! inbox: ../fixtures/shaoxing/submissions   # a folder, or s3://bucket/prefix/
-//! steps: [ingest, freshness, models, tests, progress, assessment, reports]
+//! steps: [ingest, freshness, review, models, tests, progress, assessment, reports]
 //! targets: targets-2023.yaml
 //! schemes: [assessment-counties-2023.yaml]
 //! reports: ../reports
 //! on_test_failure: stop        # or continue
+//! review: {on_high_score: fail} # or warn: a new high-score query ends the run with exit 1
 //! progress: {as_of: latest}    # or YYYY-MM
 //! engine: ballista://10.0.0.5:50050   # where models run; default: local
 //! ingest: {commit_rows: 400000, check_memory_mb: 512, limits: [row_xml_bytes=16MiB]}
@@ -35,6 +36,7 @@ use stmon_reports::progress::parse_month;
 pub enum Step {
     Ingest,
     Freshness,
+    Review,
     Models,
     Tests,
     Progress,
@@ -43,9 +45,10 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 8] = [
         Step::Ingest,
         Step::Freshness,
+        Step::Review,
         Step::Models,
         Step::Tests,
         Step::Progress,
@@ -57,6 +60,7 @@ impl Step {
         match self {
             Step::Ingest => "ingest",
             Step::Freshness => "freshness",
+            Step::Review => "review",
             Step::Models => "models",
             Step::Tests => "tests",
             Step::Progress => "progress",
@@ -75,6 +79,48 @@ impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What a run does when its review opens a query whose score reaches the
+/// form's `high_score` (`review: {on_high_score: …}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnHighScore {
+    /// The review step ends data-quality-failed: the run exits 1, like a
+    /// failed data test, and the steps after it still run (the default).
+    Fail,
+    /// The step is ok; the queries are listed all the same.
+    Warn,
+}
+
+/// `review:` of a pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRaw {
+    #[serde(default)]
+    on_high_score: Option<String>,
+    /// Memory the review's sort may hold before it spills (MiB).
+    #[serde(default = "default_review_memory")]
+    pub memory_mb: usize,
+}
+
+fn default_review_memory() -> usize {
+    512
+}
+
+impl Default for ReviewRaw {
+    fn default() -> Self {
+        ReviewRaw {
+            on_high_score: None,
+            memory_mb: default_review_memory(),
+        }
+    }
+}
+
+/// What a pipeline's review step does.
+#[derive(Debug, Clone)]
+pub struct ReviewOptions {
+    pub on_high_score: OnHighScore,
+    pub memory_mb: usize,
 }
 
 /// What a run does after a data test fails (`on_test_failure:`).
@@ -112,6 +158,8 @@ struct Raw {
     freshness: Option<FreshnessRaw>,
     #[serde(default)]
     engine: Option<String>,
+    #[serde(default)]
+    review: ReviewRaw,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +291,7 @@ pub struct Pipeline {
     pub schemes: Vec<PathBuf>,
     pub reports: PathBuf,
     pub on_test_failure: OnTestFailure,
+    pub review: ReviewOptions,
     pub ingest: IngestOptions,
     pub progress: ProgressOptions,
     pub freshness: Freshness,
@@ -321,6 +370,16 @@ impl Pipeline {
                     "on_test_failure: `{o}` (expected stop or continue)"
                 ));
                 OnTestFailure::Stop
+            }
+        };
+        let on_high_score = match raw.review.on_high_score.as_deref() {
+            None | Some("fail") => OnHighScore::Fail,
+            Some("warn") => OnHighScore::Warn,
+            Some(o) => {
+                problems.push(format!(
+                    "review.on_high_score: `{o}` (expected fail or warn)"
+                ));
+                OnHighScore::Fail
             }
         };
         if let Some(a) = &raw.progress.as_of {
@@ -403,6 +462,10 @@ impl Pipeline {
             schemes,
             reports: rel(raw.reports.as_deref().unwrap_or("reports")),
             on_test_failure,
+            review: ReviewOptions {
+                on_high_score,
+                memory_mb: raw.review.memory_mb.max(16),
+            },
             ingest: raw.ingest,
             progress: raw.progress,
             freshness,

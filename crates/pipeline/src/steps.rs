@@ -13,7 +13,7 @@ use stmon_reports::assessment::{self, Assessment};
 use stmon_reports::{files, progress as prog, report};
 
 use crate::freshness as fresh;
-use crate::spec::{AsOf, Severity, Step};
+use crate::spec::{AsOf, OnHighScore, Severity, Step};
 use stmon_warehouse::{FileStatus, IngestRequest, TableId, Warehouse};
 
 use crate::{io, Ctx, Error, Event, Outcome, Result};
@@ -91,6 +91,55 @@ pub(crate) async fn ingest(c: &Ctx<'_>) -> StepResult {
         ),
     };
     let outcome = if unreadable > 0 {
+        Outcome::DqFailed
+    } else {
+        Outcome::Ok
+    };
+    Ok((outcome, rows, summary))
+}
+
+/// The review (审核) of what the batches since the last review touched:
+/// queries on doubtful values in `review/queries`. A query opened with a
+/// score at the form's `high_score` makes the step data-quality-failed
+/// (exit 1) unless the pipeline says `review: {on_high_score: warn}`.
+pub(crate) async fn review(c: &Ctx<'_>) -> StepResult {
+    let started = Utc::now();
+    let opts = stmon_review::Options {
+        memory: c.pipeline.review.memory_mb << 20,
+        all: false,
+    };
+    let s = stmon_review::review(c.wh, &opts)
+        .await
+        .map_err(|e| Error::Review(Box::new(e)))?;
+    (c.on)(Event::Reviewed(&s));
+    let mut rows = Vec::new();
+    for (form, units) in &s.units {
+        let mut r = c.row(
+            Step::Review.as_str(),
+            Some(form.clone()),
+            RowStatus::Ok,
+            started,
+        );
+        r.rows_in = Some(*units as i64);
+        rows.push(r);
+    }
+    let closed: u64 = s.closed.values().sum();
+    let summary = if s.batches.is_empty() {
+        format!(
+            "nothing new to review; {} open quer(ies), {} high",
+            s.open, s.open_high
+        )
+    } else {
+        format!(
+            "{} batch(es): {} quer(ies) opened ({} high), {closed} closed; {} open, {} high",
+            s.batches.len(),
+            s.opened,
+            s.opened_high,
+            s.open,
+            s.open_high
+        )
+    };
+    let outcome = if s.opened_high > 0 && c.pipeline.review.on_high_score == OnHighScore::Fail {
         Outcome::DqFailed
     } else {
         Outcome::Ok

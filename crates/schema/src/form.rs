@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::review::{Review, RuleKind};
 use crate::{normalize_label, Divisions, Error, Result};
 
 /// How often a form is reported; monthly and quarterly values are year-to-date.
@@ -104,6 +105,9 @@ pub struct Form {
     /// of some of its values skips the files holding none of them.
     #[serde(default)]
     pub prune_by: Option<PruneBy>,
+    /// Plausibility rules for the review of submissions (`review:`).
+    #[serde(default)]
+    pub review: Option<Review>,
     #[serde(skip)]
     by_header: HashMap<String, usize>,
 }
@@ -302,6 +306,9 @@ impl Form {
                 return Err(bad(format!("rule names unknown column '{n}'")));
             }
         }
+        if let Some(r) = &self.review {
+            self.check_review(r).map_err(bad)?;
+        }
         if let Some(p) = &self.prune_by {
             let text = self.column(&p.column).is_some_and(|c| {
                 matches!(
@@ -330,6 +337,136 @@ impl Form {
         }
         Ok(())
     }
+}
+
+impl Form {
+    /// The period column (`period_*` type) of the key, if the form has one.
+    pub fn period_column(&self) -> Option<&Column> {
+        self.key.iter().filter_map(|k| self.column(k)).find(|c| {
+            matches!(
+                c.ty,
+                ColumnType::PeriodMonth | ColumnType::PeriodQuarter | ColumnType::PeriodYear
+            )
+        })
+    }
+
+    /// The key less its period: what a review compares over time.
+    pub fn unit_key(&self) -> Vec<&str> {
+        let period = self.period_column().map(|c| c.name.as_str());
+        self.key
+            .iter()
+            .map(String::as_str)
+            .filter(|k| Some(*k) != period)
+            .collect()
+    }
+
+    fn check_review(&self, r: &Review) -> std::result::Result<(), String> {
+        let numeric = |name: &str, what: &str, id: &str| -> std::result::Result<(), String> {
+            match self.column(name) {
+                None => Err(format!(
+                    "review rule '{id}': {what} '{name}' is not a column"
+                )),
+                Some(c)
+                    if !matches!(
+                        c.ty,
+                        ColumnType::Amount | ColumnType::Decimal | ColumnType::Count
+                    ) =>
+                {
+                    Err(format!(
+                        "review rule '{id}': {what} '{name}' is not a number column"
+                    ))
+                }
+                _ => Ok(()),
+            }
+        };
+        if self.period_column().is_none() {
+            return Err("review: the form's key has no period column".into());
+        }
+        if let Some(d) = &r.division {
+            if self
+                .column(d)
+                .is_none_or(|c| c.ty != ColumnType::CountyCode)
+            {
+                return Err(format!("review.division '{d}' is not a county_code column"));
+            }
+        }
+        if !above(r.high_score, 0.0) {
+            return Err("review.high_score must be above 0".into());
+        }
+        let mut ids = std::collections::HashSet::new();
+        for rule in &r.rules {
+            let id = rule.id.as_str();
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("review rule id '{id}': letters, digits and _ only"));
+            }
+            if !ids.insert(id) {
+                return Err(format!("review rule id '{id}' is given twice"));
+            }
+            numeric(&rule.column, "column", id)?;
+            match &rule.kind {
+                RuleKind::Ratio {
+                    over,
+                    min,
+                    max,
+                    tolerance,
+                } => {
+                    numeric(over, "over", id)?;
+                    if min.is_none() && max.is_none() {
+                        return Err(format!("review rule '{id}': a ratio needs min or max"));
+                    }
+                    if !(0.0..1.0).contains(tolerance) {
+                        return Err(format!("review rule '{id}': tolerance must be in [0, 1)"));
+                    }
+                }
+                RuleKind::History { factor } => {
+                    if !above(*factor, 1.0) {
+                        return Err(format!("review rule '{id}': factor must be above 1"));
+                    }
+                }
+                RuleKind::Increment { factor, min_share } => {
+                    if self.frequency == Frequency::Annual {
+                        return Err(format!(
+                            "review rule '{id}': increments need a year-to-date (monthly or quarterly) form"
+                        ));
+                    }
+                    if !above(*factor, 1.0) || !above(*min_share, 0.0) {
+                        return Err(format!(
+                            "review rule '{id}': factor must be above 1 and min_share above 0"
+                        ));
+                    }
+                }
+                RuleKind::Peer {
+                    over,
+                    group_by,
+                    min_units,
+                    hb,
+                } => {
+                    numeric(over, "over", id)?;
+                    if let Some(g) = group_by.iter().find(|g| self.column(g).is_none()) {
+                        return Err(format!(
+                            "review rule '{id}': group_by '{g}' is not a column"
+                        ));
+                    }
+                    if *min_units < 4 {
+                        return Err(format!(
+                            "review rule '{id}': min_units must be at least 4 (quartiles)"
+                        ));
+                    }
+                    if !(0.0..=1.0).contains(&hb.u) || hb.a < 0.0 || !above(hb.c, 0.0) {
+                        return Err(format!(
+                            "review rule '{id}': hb needs 0 <= u <= 1, a >= 0, c > 0"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `x > bound`, false for NaN (so a NaN parameter is refused).
+fn above(x: f64, bound: f64) -> bool {
+    x > bound
 }
 
 /// Headers as a message lists them: each cut to a prefix, at most 30.

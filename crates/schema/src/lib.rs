@@ -16,6 +16,7 @@
 
 mod divisions;
 mod form;
+pub mod review;
 
 pub use divisions::{Division, DivisionLookup, Divisions};
 pub use form::{

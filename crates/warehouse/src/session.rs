@@ -223,12 +223,13 @@ async fn register_form_views(
     Ok(())
 }
 
-/// Creates the warehouse's schemas (`delta`, `raw`, `current`, `audit`) in a session.
+/// Creates the warehouse's schemas (`delta`, `raw`, `current`, `audit`,
+/// `review`) in a session.
 fn ensure_schemas(ctx: &SessionContext) -> Result<()> {
     let catalog = ctx
         .catalog("datafusion")
         .expect("a session has its default catalog");
-    for s in ["delta", "raw", "current", "audit"] {
+    for s in ["delta", "raw", "current", "audit", "review"] {
         if catalog.schema(s).is_none() {
             catalog.register_schema(s, Arc::new(MemorySchemaProvider::new()))?;
         }
@@ -343,6 +344,15 @@ impl Warehouse {
         }
         for form in self.catalog.forms.values() {
             register_form_views(ctx, form, None).await?;
+        }
+        // The review's queries (stmon-review), once a review has run.
+        let queries = TableId::new("review", "queries");
+        if self.register_if_exists(ctx, &queries).await? {
+            q(format!(
+                "create or replace view review.queries as select * from {}",
+                queries.session_name()
+            ))
+            .await?;
         }
         Ok(())
     }

@@ -1,0 +1,840 @@
+//! The review of the units that new batches touched: their current values
+//! through every rule of their form, scored, merged with the queries
+//! already raised, written as one commit of `review/queries`.
+//!
+//! Which batches are new is read from the queries table's last commit
+//! (`stmon.reviewed_through`, the latest batch id reviewed), committed with
+//! the queries themselves: a review killed before its commit is done again
+//! whole by the next one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float64Type;
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use stmon_schema::review::{Review, RuleKind};
+use stmon_schema::{Form, Frequency};
+use stmon_warehouse::{TableId, Warehouse};
+
+use crate::queries::{self, query_id, Query, Status};
+use crate::rules::{self, Finding, HbBounds, Year};
+use crate::{Error, Result};
+
+/// Commit metadata: the latest batch id the queries reflect.
+pub const REVIEWED_THROUGH: &str = "stmon.reviewed_through";
+
+/// The table.
+pub fn table_id() -> TableId {
+    TableId::new("review", "queries")
+}
+
+/// What a review did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// The batches reviewed (none: nothing new, nothing written).
+    pub batches: Vec<String>,
+    /// Per form: units reviewed.
+    pub units: BTreeMap<String, u64>,
+    pub opened: u64,
+    /// Of the opened, those whose score reaches the form's `high_score`.
+    pub opened_high: u64,
+    /// Closed by this review, by how.
+    pub closed: BTreeMap<&'static str, u64>,
+    /// Open queries after the review, and of them high.
+    pub open: u64,
+    pub open_high: u64,
+}
+
+/// Options of a review.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The memory the sort of the touched units' values may hold before
+    /// it spills.
+    pub memory: usize,
+    /// Review every committed batch again (after a rule changed).
+    pub all: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            memory: 512 << 20,
+            all: false,
+        }
+    }
+}
+
+/// Reviews what batches committed since the last review.
+pub async fn review(wh: &Warehouse, opts: &Options) -> Result<Summary> {
+    let id = table_id();
+    let table = wh.table(&id).await?;
+    let ctx = wh.session_with_memory(opts.memory).await?;
+    let (existing, through) = if table.version().is_some() {
+        let infos: Vec<_> = table
+            .history(Some(1))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Delta {
+                table: id.to_string(),
+                source,
+            })?;
+        let through = infos
+            .first()
+            .and_then(|c| c.info.get(REVIEWED_THROUGH))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let batches = ctx
+            .sql("select * from review.queries")
+            .await?
+            .collect()
+            .await?;
+        (
+            batches
+                .iter()
+                .flat_map(queries::from_batch)
+                .collect::<Vec<_>>(),
+            through,
+        )
+    } else {
+        (Vec::new(), None)
+    };
+    let through = if opts.all { None } else { through };
+    let new_batches: Vec<String> = strings(
+        &ctx,
+        &format!(
+            "select distinct batch_id from audit.batches where status = 'loaded'{} order by batch_id",
+            through
+                .as_ref()
+                .map(|t| format!(" and batch_id > '{}'", t.replace('\'', "''")))
+                .unwrap_or_default()
+        ),
+    )
+    .await?;
+    let mut summary = Summary {
+        batches: new_batches.clone(),
+        ..Summary::default()
+    };
+    if new_batches.is_empty() {
+        count_open(&existing, &mut summary);
+        return Ok(summary);
+    }
+    let now = Utc::now();
+    let latest = new_batches.last().expect("not empty").clone();
+    let mut out: Vec<Query> = Vec::new();
+    let mut by_unit: HashMap<(String, String), Vec<Query>> = HashMap::new();
+    for q in existing {
+        by_unit
+            .entry((q.form.clone(), q.unit.clone()))
+            .or_default()
+            .push(q);
+    }
+    for form in wh.catalog.forms.values() {
+        let Some(review) = &form.review else { continue };
+        let filter = (through.is_some()).then_some(new_batches.as_slice());
+        let units = review_form(&ctx, form, review, filter).await?;
+        summary.units.insert(form.name.clone(), units.len() as u64);
+        for u in units {
+            let old = by_unit
+                .remove(&(form.name.clone(), u.unit.clone()))
+                .unwrap_or_default();
+            merge(old, u, now, &latest, &mut out, &mut summary);
+        }
+    }
+    out.extend(by_unit.into_values().flatten());
+    out.sort_by(|a, b| {
+        (&a.form, &a.unit, &a.period, &a.column, &a.opened_at).cmp(&(
+            &b.form,
+            &b.unit,
+            &b.period,
+            &b.column,
+            &b.opened_at,
+        ))
+    });
+    count_open(&out, &mut summary);
+    write(wh, &out, &latest).await?;
+    Ok(summary)
+}
+
+fn count_open(rows: &[Query], s: &mut Summary) {
+    s.open = rows.iter().filter(|q| q.status == Status::Open).count() as u64;
+    s.open_high = rows
+        .iter()
+        .filter(|q| q.status == Status::Open && q.high_score)
+        .count() as u64;
+}
+
+async fn write(wh: &Warehouse, rows: &[Query], through: &str) -> Result<()> {
+    use deltalake::protocol::SaveMode;
+    let id = table_id();
+    let batch = queries::to_batch(rows)?;
+    let table = wh.table(&id).await?;
+    stmon_warehouse::checkpoint::checkpoint("before review commit");
+    table
+        .write(vec![batch])
+        .with_save_mode(SaveMode::Overwrite)
+        .with_commit_properties(stmon_warehouse::commit_properties().with_metadata([(
+            REVIEWED_THROUGH.to_string(),
+            serde_json::Value::String(through.to_string()),
+        )]))
+        .await
+        .map_err(|source| Error::Delta {
+            table: id.to_string(),
+            source,
+        })?;
+    stmon_warehouse::checkpoint::checkpoint("after review commit");
+    Ok(())
+}
+
+async fn strings(ctx: &SessionContext, sql: &str) -> Result<Vec<String>> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let a = utf8(b.column(0))?;
+        out.extend(
+            (0..a.len())
+                .filter(|&i| a.is_valid(i))
+                .map(|i| a.value(i).to_string()),
+        );
+    }
+    Ok(out)
+}
+
+/// A text column as plain `Utf8` (DataFusion hands out views).
+fn utf8(a: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray> {
+    let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8)?;
+    Ok(a.as_string::<i32>().clone())
+}
+
+/// A period as a year and its index within the year (month, quarter, 1).
+pub fn parse_period(freq: Frequency, p: &str) -> Option<(i32, usize)> {
+    let year: i32 = p.get(..4)?.parse().ok()?;
+    let sub = match freq {
+        Frequency::Monthly => p.get(5..)?.parse().ok()?,
+        Frequency::Quarterly => p.get(5..)?.trim_start_matches(['Q', 'q']).parse().ok()?,
+        Frequency::Annual | Frequency::Event => 1,
+    };
+    Some((year, sub))
+}
+
+/// Periods a year of a form.
+pub fn periods_per_year(freq: Frequency) -> usize {
+    match freq {
+        Frequency::Monthly => 12,
+        Frequency::Quarterly => 4,
+        Frequency::Annual | Frequency::Event => 1,
+    }
+}
+
+/// The columns a form's review reads, in a fixed order.
+fn value_columns(review: &Review) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for r in &review.rules {
+        let over = match &r.kind {
+            RuleKind::Ratio { over, .. } | RuleKind::Peer { over, .. } => Some(over),
+            _ => None,
+        };
+        for c in std::iter::once(&r.column).chain(over) {
+            if !cols.contains(c) {
+                cols.push(c.clone());
+            }
+        }
+    }
+    cols
+}
+
+fn unit_expr(form: &Form) -> String {
+    let parts: Vec<String> = form
+        .unit_key()
+        .iter()
+        .map(|k| format!("cast(\"{k}\" as varchar)"))
+        .collect();
+    if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        format!("concat_ws('|', {})", parts.join(", "))
+    }
+}
+
+/// One unit's values and the queries the rules raise on them.
+pub(crate) struct UnitReview {
+    pub unit: String,
+    /// (period, column) → (value, the batch of its row).
+    pub values: HashMap<(String, String), (Option<f64>, String)>,
+    pub found: Vec<Query>,
+}
+
+/// A row of the touched units' values.
+struct Obs {
+    period: String,
+    year: i32,
+    sub: usize,
+    division: Option<String>,
+    name: Option<String>,
+    batch: String,
+    values: Vec<Option<f64>>,
+    groups: Vec<Option<String>>,
+}
+
+async fn review_form(
+    ctx: &SessionContext,
+    form: &Form,
+    review: &Review,
+    batches: Option<&[String]>,
+) -> Result<Vec<UnitReview>> {
+    let cols = value_columns(review);
+    let period = form
+        .period_column()
+        .expect("checked at load: a reviewed form has a period")
+        .name
+        .clone();
+    let peer_groups: Vec<String> = {
+        let mut g: Vec<String> = Vec::new();
+        for r in &review.rules {
+            if let RuleKind::Peer { group_by, .. } = &r.kind {
+                for c in group_by {
+                    if !g.contains(c) {
+                        g.push(c.clone());
+                    }
+                }
+            }
+        }
+        g
+    };
+    let unit = unit_expr(form);
+    let division = review
+        .division
+        .as_ref()
+        .map(|d| format!("cast(\"{d}\" as varchar)"))
+        .unwrap_or_else(|| "cast(null as varchar)".into());
+    let name = if form.column("name").is_some() {
+        "cast(name as varchar)".to_string()
+    } else {
+        "cast(null as varchar)".to_string()
+    };
+    let mut select = vec![
+        format!("{unit} as _u"),
+        format!("cast(\"{period}\" as varchar) as _p"),
+        format!("{division} as _d"),
+        format!("{name} as _n"),
+        "_batch_id as _b".to_string(),
+    ];
+    select.extend(
+        cols.iter()
+            .enumerate()
+            .map(|(i, c)| format!("cast(\"{c}\" as double) as _v{i}")),
+    );
+    select.extend(
+        peer_groups
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("cast(\"{c}\" as varchar) as _g{i}")),
+    );
+    let filter = match batches {
+        None => String::new(),
+        Some(b) => format!(
+            " where {unit} in (select distinct {unit} from raw.{f} where _batch_id in ({}))",
+            b.iter()
+                .map(|x| format!("'{}'", x.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            f = form.name
+        ),
+    };
+    let sql = format!(
+        "select {} from current.{}{filter} order by _u, _p",
+        select.join(", "),
+        form.name
+    );
+    let totals = match &review.division {
+        Some(d) => division_totals(ctx, form, d, &period, &cols).await?,
+        None => HashMap::new(),
+    };
+    let bounds = peer_bounds(ctx, form, review, &period, &peer_groups).await?;
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    let mut out = Vec::new();
+    let mut rows: Vec<Obs> = Vec::new();
+    let mut current: Option<String> = None;
+    let env = Env {
+        form,
+        review,
+        cols: &cols,
+        groups: &peer_groups,
+        totals: &totals,
+        bounds: &bounds,
+    };
+    while let Some(b) = stream.try_next().await? {
+        let b: RecordBatch = b;
+        let text = |i: usize| -> Result<arrow::array::StringArray> { utf8(b.column(i)) };
+        let (u, p, d, n, bt) = (text(0)?, text(1)?, text(2)?, text(3)?, text(4)?);
+        let vals: Vec<_> = (0..cols.len())
+            .map(|i| b.column(5 + i).as_primitive::<Float64Type>().clone())
+            .collect();
+        let gs: Vec<_> = (0..peer_groups.len())
+            .map(|i| text(5 + cols.len() + i))
+            .collect::<Result<_>>()?;
+        for r in 0..b.num_rows() {
+            if u.is_null(r) || p.is_null(r) {
+                continue;
+            }
+            let unit = u.value(r);
+            if current.as_deref() != Some(unit) {
+                if let Some(prev) = current.take() {
+                    out.push(env.unit(prev, std::mem::take(&mut rows)));
+                }
+                current = Some(unit.to_string());
+            }
+            let Some((year, sub)) = parse_period(form.frequency, p.value(r)) else {
+                continue;
+            };
+            let opt = |a: &arrow::array::StringArray| a.is_valid(r).then(|| a.value(r).to_string());
+            rows.push(Obs {
+                period: p.value(r).to_string(),
+                year,
+                sub,
+                division: opt(&d),
+                name: opt(&n),
+                batch: bt.value(r).to_string(),
+                values: vals
+                    .iter()
+                    .map(|a| a.is_valid(r).then(|| a.value(r)))
+                    .collect(),
+                groups: gs.iter().map(opt).collect(),
+            });
+        }
+    }
+    if let Some(prev) = current.take() {
+        out.push(env.unit(prev, rows));
+    }
+    Ok(out)
+}
+
+/// Division totals per (division, period): one per value column.
+async fn division_totals(
+    ctx: &SessionContext,
+    form: &Form,
+    division: &str,
+    period: &str,
+    cols: &[String],
+) -> Result<HashMap<(String, String), Vec<f64>>> {
+    let sums: Vec<String> = cols
+        .iter()
+        .map(|c| format!("coalesce(sum(cast(\"{c}\" as double)), 0)"))
+        .collect();
+    let sql = format!(
+        "select cast(\"{division}\" as varchar), cast(\"{period}\" as varchar), {} from current.{} group by 1, 2",
+        sums.join(", "),
+        form.name
+    );
+    let mut out = HashMap::new();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let d = utf8(b.column(0))?;
+        let p = utf8(b.column(1))?;
+        for r in 0..b.num_rows() {
+            if d.is_null(r) || p.is_null(r) {
+                continue;
+            }
+            let v = (0..cols.len())
+                .map(|i| b.column(2 + i).as_primitive::<Float64Type>().value(r))
+                .collect();
+            out.insert((d.value(r).to_string(), p.value(r).to_string()), v);
+        }
+    }
+    Ok(out)
+}
+
+/// Peer bounds per (rule index, group values joined by `\u{1f}`, period),
+/// from every current unit of the group in the period (SQL: the median
+/// ratio, then the quartiles of the effects).
+async fn peer_bounds(
+    ctx: &SessionContext,
+    form: &Form,
+    review: &Review,
+    period: &str,
+    all_groups: &[String],
+) -> Result<HashMap<(usize, String, String), HbBounds>> {
+    let mut out = HashMap::new();
+    for (ri, r) in review.rules.iter().enumerate() {
+        let RuleKind::Peer {
+            over,
+            group_by,
+            min_units,
+            hb,
+        } = &r.kind
+        else {
+            continue;
+        };
+        let _ = all_groups;
+        let g: Vec<String> = group_by
+            .iter()
+            .map(|c| format!("cast(\"{c}\" as varchar)"))
+            .collect();
+        let key = format!("concat_ws(chr(31), {})", g.join(", "));
+        let sql = format!(
+            "with p as (select {key} as g, cast(\"{period}\" as varchar) as p, \
+                 cast(\"{x}\" as double) as x, cast(\"{over}\" as double) as y \
+                 from current.{f} where \"{x}\" > 0 and \"{over}\" > 0), \
+             m as (select g, p, median(x / y) as rm, count(*) as n from p group by g, p having count(*) >= {min_units}), \
+             e as (select p.g, p.p, m.rm, m.n, \
+                 (case when x / y < m.rm then 1 - m.rm / (x / y) else (x / y) / m.rm - 1 end) \
+                 * power(greatest(x, y), {u}) as eff \
+                 from p join m on p.g = m.g and p.p = m.p) \
+             select g, p, max(rm), max(n), \
+                 percentile_cont(0.25) within group (order by eff), \
+                 percentile_cont(0.5) within group (order by eff), \
+                 percentile_cont(0.75) within group (order by eff) \
+             from e group by g, p",
+            x = r.column,
+            f = form.name,
+            u = hb.u,
+        );
+        for b in ctx.sql(&sql).await?.collect().await? {
+            let gcol = utf8(b.column(0))?;
+            let pcol = utf8(b.column(1))?;
+            let f = |i: usize, r: usize| b.column(i).as_primitive::<Float64Type>().value(r);
+            let n = arrow::compute::cast(b.column(3), &arrow::datatypes::DataType::Int64)?;
+            let n = n.as_primitive::<arrow::datatypes::Int64Type>();
+            for row in 0..b.num_rows() {
+                let (q1, em, q3) = (f(4, row), f(5, row), f(6, row));
+                let d1 = (em - q1).max((hb.a * em).abs());
+                let d3 = (q3 - em).max((hb.a * em).abs());
+                out.insert(
+                    (ri, gcol.value(row).to_string(), pcol.value(row).to_string()),
+                    HbBounds {
+                        median_ratio: f(2, row),
+                        low: em - hb.c * d1,
+                        high: em + hb.c * d3,
+                        units: n.value(row) as usize,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Env<'a> {
+    form: &'a Form,
+    review: &'a Review,
+    cols: &'a [String],
+    groups: &'a [String],
+    totals: &'a HashMap<(String, String), Vec<f64>>,
+    bounds: &'a HashMap<(usize, String, String), HbBounds>,
+}
+
+impl Env<'_> {
+    /// Every rule on one unit's rows (sorted by period).
+    fn unit(&self, unit: String, rows: Vec<Obs>) -> UnitReview {
+        let p = periods_per_year(self.form.frequency);
+        let ci = |c: &str| {
+            self.cols
+                .iter()
+                .position(|x| x == c)
+                .expect("a value column")
+        };
+        let by_period: HashMap<(i32, usize), usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, o)| ((o.year, o.sub), i))
+            .collect();
+        let years: Vec<i32> = {
+            let mut y: Vec<i32> = rows.iter().map(|o| o.year).collect();
+            y.dedup();
+            y
+        };
+        let series = |col: usize, year: i32| -> Option<Year> {
+            let mut y = Year::new(p);
+            let mut any = false;
+            for o in rows.iter().filter(|o| o.year == year) {
+                if (1..=p).contains(&o.sub) {
+                    y.values[o.sub - 1] = o.values[col];
+                    any |= o.values[col].is_some();
+                }
+            }
+            any.then_some(y)
+        };
+        // (row, column) → findings with their rule index.
+        let mut found: BTreeMap<(usize, usize), Vec<(usize, Finding)>> = BTreeMap::new();
+        for (ri, rule) in self.review.rules.iter().enumerate() {
+            let c = ci(&rule.column);
+            match &rule.kind {
+                RuleKind::Ratio {
+                    over,
+                    min,
+                    max,
+                    tolerance,
+                } => {
+                    let o = ci(over);
+                    for (i, row) in rows.iter().enumerate() {
+                        if let (Some(x), Some(y)) = (row.values[c], row.values[o]) {
+                            if let Some((expected, low, high, reason)) =
+                                rules::ratio(x, y, *min, *max, *tolerance)
+                            {
+                                found.entry((i, c)).or_default().push((
+                                    ri,
+                                    Finding {
+                                        period: row.sub,
+                                        reported: x,
+                                        expected,
+                                        low,
+                                        high,
+                                        reason,
+                                    },
+                                ));
+                            }
+                        }
+                    }
+                }
+                RuleKind::History { .. } | RuleKind::Increment { .. } => {
+                    for &year in &years {
+                        let Some(this) = series(c, year) else {
+                            continue;
+                        };
+                        let last = series(c, year - 1);
+                        let fs = match &rule.kind {
+                            RuleKind::History { factor } => {
+                                rules::history(&this, last.as_ref(), *factor)
+                            }
+                            RuleKind::Increment { factor, min_share } => {
+                                rules::increment(&this, last.as_ref(), *factor, *min_share)
+                            }
+                            _ => unreachable!("matched above"),
+                        };
+                        for f in fs {
+                            if let Some(&i) = by_period.get(&(year, f.period)) {
+                                found.entry((i, c)).or_default().push((ri, f));
+                            }
+                        }
+                    }
+                }
+                RuleKind::Peer {
+                    over, group_by, hb, ..
+                } => {
+                    let o = ci(over);
+                    let gi: Vec<usize> = group_by
+                        .iter()
+                        .map(|g| {
+                            self.groups
+                                .iter()
+                                .position(|x| x == g)
+                                .expect("a group column")
+                        })
+                        .collect();
+                    for (i, row) in rows.iter().enumerate() {
+                        let (Some(x), Some(y)) = (row.values[c], row.values[o]) else {
+                            continue;
+                        };
+                        let Some(key) = gi
+                            .iter()
+                            .map(|&g| row.groups[g].clone())
+                            .collect::<Option<Vec<String>>>()
+                        else {
+                            continue;
+                        };
+                        let key = key.join("\u{1f}");
+                        if let Some(b) = self.bounds.get(&(ri, key, row.period.clone())) {
+                            if let Some(mut f) = rules::peer(x, y, b, hb.u) {
+                                f.period = row.sub;
+                                found.entry((i, c)).or_default().push((ri, f));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // A ratio whose denominator is itself doubted by the unit's own
+        // history (revenue typed in 元) says nothing of its numerator: the
+        // query is the denominator's.
+        let own: HashSet<(usize, usize)> = found
+            .iter()
+            .filter(|(_, fs)| {
+                fs.iter().any(|(ri, _)| {
+                    matches!(
+                        self.review.rules[*ri].kind,
+                        RuleKind::History { .. } | RuleKind::Increment { .. }
+                    )
+                })
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for ((i, _), fs) in found.iter_mut() {
+            fs.retain(|(ri, _)| match &self.review.rules[*ri].kind {
+                RuleKind::Ratio { over, .. } | RuleKind::Peer { over, .. } => {
+                    !own.contains(&(*i, ci(over)))
+                }
+                _ => true,
+            });
+        }
+        found.retain(|_, fs| !fs.is_empty());
+        let mut values = HashMap::new();
+        for row in &rows {
+            for (c, name) in self.cols.iter().enumerate() {
+                values.insert(
+                    (row.period.clone(), name.clone()),
+                    (row.values[c], row.batch.clone()),
+                );
+            }
+        }
+        let mut out = Vec::new();
+        for ((i, c), fs) in found {
+            let row = &rows[i];
+            let scored: Vec<(usize, Finding, f64)> = fs
+                .into_iter()
+                .map(|(ri, f)| {
+                    let s = self.score(row, c, &f);
+                    (ri, f, s)
+                })
+                .collect();
+            // The highest score; among scores within 1 % of it, the rule
+            // that knows the unit best: its own history, then its
+            // increments, then the row's ratios, then its peers (a slip of
+            // ×10,000 is as far from the revenue bound as from last year,
+            // but last year's value is the one to expect).
+            let top = scored.iter().map(|s| s.2).fold(f64::MIN, f64::max);
+            let rank = |ri: usize| match self.review.rules[ri].kind {
+                RuleKind::History { .. } => 0,
+                RuleKind::Increment { .. } => 1,
+                RuleKind::Ratio { .. } => 2,
+                RuleKind::Peer { .. } => 3,
+            };
+            let best = scored
+                .iter()
+                .filter(|s| s.2 >= top * 0.99)
+                .min_by_key(|s| (rank(s.0), s.0))
+                .expect("at least one finding");
+            let mut ids: Vec<usize> = scored.iter().map(|s| s.0).collect();
+            ids.sort();
+            ids.dedup();
+            let column = &self.cols[c];
+            out.push(Query {
+                query_id: query_id(&self.form.name, &unit, &row.period, column, best.1.reported),
+                form: self.form.name.clone(),
+                unit_column: self.form.unit_key().join("|"),
+                unit: unit.clone(),
+                name: row.name.clone(),
+                division: row.division.clone(),
+                period: row.period.clone(),
+                column: column.clone(),
+                reported: best.1.reported,
+                expected: best.1.expected,
+                low: best.1.low,
+                high: best.1.high,
+                rule: self.review.rules[best.0].id.clone(),
+                rules: ids
+                    .iter()
+                    .map(|&r| self.review.rules[r].id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: best.1.reason.clone(),
+                score: best.2,
+                high_score: best.2 >= self.review.high_score,
+                status: Status::Open,
+                opened_batch: row.batch.clone(),
+                opened_at: DateTime::<Utc>::MIN_UTC,
+                closed_batch: None,
+                closed_at: None,
+                answer: None,
+                answer_batch: None,
+            });
+        }
+        UnitReview {
+            unit,
+            values,
+            found: out,
+        }
+    }
+
+    /// The selective-editing score of a finding (see [`Query::score`]).
+    fn score(&self, row: &Obs, col: usize, f: &Finding) -> f64 {
+        const TINY: f64 = 1e-9;
+        let dev = (f.reported - f.expected).abs();
+        let base = match (&self.review.division, &row.division) {
+            (Some(_), Some(d)) => self
+                .totals
+                .get(&(d.clone(), row.period.clone()))
+                .map(|t| t[col] - f.reported + f.expected),
+            _ => None,
+        }
+        .filter(|b| *b > TINY)
+        .unwrap_or(f.expected.abs());
+        (dev / base.max(TINY)).min(1e9)
+    }
+}
+
+/// Merges one unit's new findings with its earlier queries.
+fn merge(
+    old: Vec<Query>,
+    u: UnitReview,
+    now: DateTime<Utc>,
+    latest: &str,
+    out: &mut Vec<Query>,
+    s: &mut Summary,
+) {
+    let mut found: HashMap<String, Query> = u
+        .found
+        .into_iter()
+        .map(|q| (q.query_id.clone(), q))
+        .collect();
+    let doubted_cells: HashSet<(String, String)> = found
+        .values()
+        .map(|q| (q.period.clone(), q.column.clone()))
+        .collect();
+    let close = |q: &mut Query, status: Status, batch: String, s: &mut Summary| {
+        q.status = status;
+        q.closed_batch = Some(batch);
+        q.closed_at = Some(now);
+        *s.closed.entry(status.as_str()).or_default() += 1;
+    };
+    for mut q in old {
+        let cell = (q.period.clone(), q.column.clone());
+        let (value, batch) = u
+            .values
+            .get(&cell)
+            .cloned()
+            .unwrap_or((None, latest.to_string()));
+        let same = value == Some(q.reported);
+        match q.status {
+            Status::Open => {
+                if let Some(f) = found.remove(&q.query_id) {
+                    // Still doubted: refresh what the rules say of it.
+                    q.expected = f.expected;
+                    q.low = f.low;
+                    q.high = f.high;
+                    q.rule = f.rule;
+                    q.rules = f.rules;
+                    q.reason = f.reason;
+                    q.score = f.score;
+                    q.high_score = f.high_score;
+                } else if !same && value.is_some() && !doubted_cells.contains(&cell) {
+                    close(&mut q, Status::Corrected, batch, s);
+                } else {
+                    close(&mut q, Status::Superseded, batch, s);
+                }
+            }
+            Status::Confirmed => {
+                // A confirmed value is not queried again while it stands.
+                found.remove(&q.query_id);
+            }
+            Status::Corrected | Status::Superseded => {
+                if let Some(f) = found.remove(&q.query_id) {
+                    // The doubted value came back: the query stands again.
+                    let opened = q.opened_at;
+                    q = f;
+                    q.opened_at = opened;
+                    s.opened += 1;
+                    s.opened_high += q.high_score as u64;
+                }
+            }
+        }
+        out.push(q);
+    }
+    let mut fresh: Vec<Query> = found.into_values().collect();
+    fresh.sort_by(|a, b| (&a.period, &a.column).cmp(&(&b.period, &b.column)));
+    for mut q in fresh {
+        q.opened_at = now;
+        s.opened += 1;
+        s.opened_high += q.high_score as u64;
+        out.push(q);
+    }
+}

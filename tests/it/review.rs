@@ -1,0 +1,296 @@
+//! The review (审核): known mistakes typed into the bundled Shaoxing data
+//! are found, scored and closed when corrected; the clean data raise none.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use stmon_review::{Options, Query, Status};
+
+use crate::common::{ingest, query, repo, warehouse};
+
+/// One injected mistake: the firm, the month and the columns it changes.
+struct Incident {
+    kind: &'static str,
+    firm: String,
+    months: Vec<u32>,
+    /// The column whose value the review must query.
+    column: &'static str,
+}
+
+/// A firm's 2023 reports as current: month → (county, industry, above,
+/// high-tech, revenue, rd, basic, value added, submitted_at).
+type Reports = Vec<(u32, Vec<String>)>;
+
+/// A kind of mistake: its name, the months it touches, the column to be
+/// queried, and what it does to (revenue, rd, basic research, value added).
+type Kind = (&'static str, Vec<u32>, &'static str, fn(&mut [f64; 4]));
+
+const COLS: &str = "period,credit_code,county_code,industry_code,above_scale,high_tech_industry,revenue,rd_expenditure,basic_research,value_added,submitted_at";
+
+async fn reports(wh: &stmon_warehouse::Warehouse, firm: &str) -> Reports {
+    let rows = query(
+        wh,
+        &format!(
+            "select cast(substr(period, 6, 2) as int), county_code, industry_code, \
+             case when above_scale then 'Y' else 'N' end, case when high_tech_industry then 'Y' else 'N' end, \
+             cast(revenue as double), cast(rd_expenditure as double), cast(basic_research as double), \
+             cast(value_added as double), cast(submitted_at as varchar) \
+             from current.enterprise_rd where credit_code = '{firm}' and period like '2023-%' order by period"
+        ),
+    )
+    .await;
+    rows.into_iter()
+        .map(|r| (r[0].parse().unwrap(), r[1..].to_vec()))
+        .collect()
+}
+
+/// A CSV row of a firm's month with some amounts replaced, submitted 30
+/// days after `base` (a resubmission).
+fn line(
+    firm: &str,
+    month: u32,
+    r: &[String],
+    change: &dyn Fn(&mut [f64; 4]),
+    later_days: i64,
+) -> String {
+    let mut v: [f64; 4] = [4, 5, 6, 7].map(|i| r[i].parse::<f64>().unwrap_or(0.0));
+    let va_blank = r[7] == "NULL";
+    change(&mut v);
+    let ts = chrono::NaiveDateTime::parse_from_str(&r[8][..19], "%Y-%m-%dT%H:%M:%S")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(&r[8][..19], "%Y-%m-%d %H:%M:%S"))
+        .unwrap()
+        + chrono::Duration::days(later_days);
+    format!(
+        "2023-{month:02},{firm},{},{},{},{},{:.4},{:.4},{:.4},{},{}\n",
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        v[0],
+        v[1],
+        v[2],
+        if va_blank {
+            String::new()
+        } else {
+            format!("{:.4}", v[3])
+        },
+        ts.format("%Y-%m-%d %H:%M:%S")
+    )
+}
+
+fn stmon(wh: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stmon"));
+    c.arg("--warehouse")
+        .arg(wh)
+        .env("STMON_SCHEMAS", repo().join("schemas"));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_mistakes_are_queried_scored_and_closed_when_corrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let whp = dir.path().join("wh");
+    let wh = warehouse(&whp);
+    ingest(&wh, &[repo().join("fixtures/shaoxing/submissions")]).await;
+    let s = stmon_review::review(&wh, &Options::default())
+        .await
+        .unwrap();
+    assert_eq!(s.batches.len(), 1);
+    assert_eq!(s.units["enterprise_rd"], 7_500);
+    // The bundled data are clean (their ×1.05 corrections replace whole
+    // versions): no query, of any rule.
+    assert_eq!(s.opened, 0, "queries on clean data");
+    let clean_firm_months: u64 = query(&wh, "select count(*) from current.enterprise_rd").await[0]
+        [0]
+    .parse()
+    .unwrap();
+
+    // Firms with all twelve 2023 months, industrial (value added), picked
+    // spread over the credit codes.
+    let firms: Vec<String> = query(
+        &wh,
+        "select credit_code from current.enterprise_rd where period like '2023-%' \
+         and value_added > 0 and rd_expenditure > 0 and revenue > 0 \
+         group by credit_code having count(*) = 12 order by credit_code",
+    )
+    .await
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
+    assert!(firms.len() > 1_000);
+    let pick = |i: usize| firms[(i * 397 + 11) % firms.len()].clone();
+    let kinds: [Kind; 8] = [
+        ("yuan one month", vec![5], "rd_expenditure", |v| {
+            v[1] *= 10_000.0
+        }),
+        (
+            "yuan to december",
+            vec![8, 9, 10, 11, 12],
+            "rd_expenditure",
+            |v| v[1] *= 10_000.0,
+        ),
+        ("extra digit", vec![6], "rd_expenditure", |v| v[1] *= 10.0),
+        ("dropped digit", vec![9], "rd_expenditure", |v| v[1] /= 10.0),
+        ("rd above revenue", vec![7], "rd_expenditure", |v| {
+            v[1] = v[0] * 1.5
+        }),
+        ("va above revenue", vec![10], "value_added", |v| {
+            v[3] = v[0] * 1.3
+        }),
+        ("revenue in yuan", vec![4], "revenue", |v| v[0] *= 10_000.0),
+        ("row in yuan", vec![3], "revenue", |v| {
+            for x in v.iter_mut() {
+                *x *= 10_000.0
+            }
+        }),
+    ];
+    let mut incidents = Vec::new();
+    let mut csv = format!("{COLS}\n");
+    let mut fix = format!("{COLS}\n");
+    for (i, (kind, months, column, change)) in kinds.iter().enumerate() {
+        for copy in 0..2 {
+            let firm = pick(i * 2 + copy);
+            let r = reports(&wh, &firm).await;
+            for &m in months {
+                let row = &r.iter().find(|(k, _)| *k == m).unwrap().1;
+                csv.push_str(&line(&firm, m, row, change, 30));
+                fix.push_str(&line(&firm, m, row, &|_| {}, 40));
+            }
+            incidents.push(Incident {
+                kind,
+                firm,
+                months: months.clone(),
+                column,
+            });
+        }
+    }
+    let inj = dir.path().join("resubmitted.csv");
+    std::fs::write(&inj, &csv).unwrap();
+    let report = ingest(&wh, std::slice::from_ref(&inj)).await;
+    assert_eq!(report.forms["enterprise_rd"].rejected, 0);
+    let s = stmon_review::review(&wh, &Options::default())
+        .await
+        .unwrap();
+    assert_eq!(s.batches.len(), 1);
+    assert_eq!(
+        s.units["enterprise_rd"], 16,
+        "only the touched firms are reviewed"
+    );
+    let qs: Vec<Query> = stmon_review::queries::read(&wh).await.unwrap();
+    let open: Vec<&Query> = qs.iter().filter(|q| q.status == Status::Open).collect();
+    // Recall: every injected value is queried, on its column.
+    let mut missed = String::new();
+    for inc in &incidents {
+        for m in &inc.months {
+            let period = format!("2023-{m:02}");
+            if !open
+                .iter()
+                .any(|q| q.unit == inc.firm && q.period == period && q.column == inc.column)
+            {
+                writeln!(missed, "{} {} {period} {}", inc.kind, inc.firm, inc.column).unwrap();
+            }
+        }
+    }
+    assert!(missed.is_empty(), "not queried:\n{missed}");
+    // False queries: open queries on values nobody changed (a whole row in
+    // 元 also doubts its R&D and value added, which were changed too).
+    let injected = |q: &Query| {
+        incidents.iter().any(|i| {
+            i.firm == q.unit
+                && i.months.iter().any(|m| q.period == format!("2023-{m:02}"))
+                && (i.column == q.column || i.kind == "row in yuan")
+        })
+    };
+    let false_queries: Vec<&&Query> = open.iter().filter(|q| !injected(q)).collect();
+    eprintln!(
+        "review: {} incidents, {} open queries, {} on values not changed, of {clean_firm_months} firm-months",
+        incidents.len(),
+        open.len(),
+        false_queries.len()
+    );
+    assert!(
+        (false_queries.len() as f64) <= 0.005 * clean_firm_months as f64,
+        "{} false queries: {:?}",
+        false_queries.len(),
+        false_queries.iter().take(5).collect::<Vec<_>>()
+    );
+    // The expected value of a unit slip is the firm's own level, and the
+    // slips in 元 score highest: they lead the list.
+    let mut by_score = open.clone();
+    by_score.sort_by(|a, b| b.score.total_cmp(&a.score));
+    for q in by_score.iter().take(4) {
+        assert!(q.reported / q.expected > 1_000.0, "{q:?}");
+        assert!(q.high_score);
+    }
+    let yuan = open
+        .iter()
+        .find(|q| q.unit == incidents[0].firm && q.period == "2023-05")
+        .unwrap();
+    let truth: f64 = reports(&wh, &incidents[0].firm).await[4].1[5]
+        .parse::<f64>()
+        .unwrap()
+        / 10_000.0;
+    assert!(
+        (yuan.expected / truth - 1.0).abs() < 0.2,
+        "{} vs {truth}",
+        yuan.expected
+    );
+    assert_eq!(yuan.opened_batch, report.batch_id.clone().unwrap());
+    assert!(yuan
+        .why_zh(wh.catalog.form("enterprise_rd"))
+        .contains("疑将“元”填为“万元”"));
+
+    // The office corrects them: every query closes as corrected.
+    let fixed = dir.path().join("corrected.csv");
+    std::fs::write(&fixed, &fix).unwrap();
+    ingest(&wh, std::slice::from_ref(&fixed)).await;
+    let s = stmon_review::review(&wh, &Options::default())
+        .await
+        .unwrap();
+    assert_eq!(s.opened, 0);
+    assert_eq!(s.open, false_queries.len() as u64);
+    let qs = stmon_review::queries::read(&wh).await.unwrap();
+    for q in qs.iter().filter(|q| injected(q)) {
+        assert_eq!(q.status, Status::Corrected, "{q:?}");
+        assert!(q.closed_batch.is_some());
+    }
+    // Nothing new: nothing written, and `stmon review run` exits 0.
+    let out = stmon(&whp).args(["review", "run"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing new"));
+
+    // A new slip through the command: a high-score query exits 1, and the
+    // list shows it first.
+    let firm = pick(40);
+    let r = reports(&wh, &firm).await;
+    let row = &r.iter().find(|(k, _)| *k == 11).unwrap().1;
+    let slip = dir.path().join("slip.csv");
+    std::fs::write(
+        &slip,
+        format!(
+            "{COLS}\n{}",
+            line(&firm, 11, row, &|v| v[1] *= 10_000.0, 50)
+        ),
+    )
+    .unwrap();
+    ingest(&wh, std::slice::from_ref(&slip)).await;
+    let out = stmon(&whp).args(["review", "run"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = stmon(&whp)
+        .args(["review", "list", "--limit", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&firm) && text.contains("2023-11"), "{text}");
+}
