@@ -338,8 +338,22 @@ pub fn review_summary(s: &stmon_review::Summary) -> String {
     }
     let units: Vec<String> = s.units.iter().map(|(f, n)| format!("{f} {n}")).collect();
     let closed: Vec<String> = s.closed.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let unmatched = if s.unmatched.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n  {} answer(s) name no query: {}",
+            s.unmatched.len(),
+            s.unmatched
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
     format!(
-        "review: {} batch(es), units reviewed: {}; {} quer{} opened ({} high), closed: {}; {} open ({} high)",
+        "review: {} batch(es), units reviewed: {}; {} quer{} opened ({} high), closed: {}; {} open ({} high){unmatched}",
         s.batches.len(),
         units.join(", "),
         s.opened,

@@ -19,6 +19,16 @@ pub enum ReviewCommand {
     Run(RunArgs),
     /// List queries, highest score first.
     List(ListArgs),
+    /// Write one query list per county office (XLSX and an offline page in
+    /// Chinese: firm, period, field, reported, expected, why, what next).
+    Lists(ListsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListsArgs {
+    /// Folder to write review-<county>.xlsx and .html into.
+    #[arg(long, default_value = "reports/review")]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -66,6 +76,16 @@ pub async fn run(cli: &super::Cli, c: &ReviewCommand) -> anyhow::Result<ExitCode
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        ReviewCommand::Lists(args) => {
+            let all = stmon_review::queries::read(&wh).await?;
+            let files = stmon_reports::queries::write_lists(&args.out, &all, &catalog)?;
+            println!(
+                "{} list(s) written to {}",
+                files.len() / 2,
+                args.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         ReviewCommand::List(args) => {
             let status = match args.status.as_str() {

@@ -241,7 +241,108 @@ async fn injected_mistakes_are_queried_scored_and_closed_when_corrected() {
         .why_zh(wh.catalog.form("enterprise_rd"))
         .contains("疑将“元”填为“万元”"));
 
-    // The office corrects them: every query closes as corrected.
+    // One list per county office, highest score first, in Chinese.
+    let lists = dir.path().join("lists");
+    let out = stmon(&whp)
+        .args(["review", "lists", "--out"])
+        .arg(&lists)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counties: std::collections::BTreeSet<String> =
+        open.iter().filter_map(|q| q.division.clone()).collect();
+    for c in &counties {
+        let page = std::fs::read_to_string(lists.join(format!("review-{c}.html"))).unwrap();
+        let here: Vec<&&Query> = open
+            .iter()
+            .filter(|q| q.division.as_ref() == Some(c))
+            .collect();
+        assert!(page.contains(&format!("待核实 {} 条", here.len())), "{c}");
+        let top = here
+            .iter()
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+            .unwrap();
+        let first_row = &page[page.find("<tbody>").unwrap()..];
+        let first_row = &first_row[..first_row.find("</tr>").unwrap()];
+        assert!(first_row.contains(&top.unit), "{c}: {first_row}");
+        assert!(lists.join(format!("review-{c}.xlsx")).is_file());
+    }
+    assert_eq!(
+        std::fs::read_dir(&lists).unwrap().count(),
+        counties.len() * 2
+    );
+
+    // The offices answer: 确认 closes the value added query of the first
+    // firm with its explanation, 更正 records the answer on the first slip
+    // in 元 (open until the corrected row comes); an answer naming no
+    // query is reported.
+    let va = &incidents[10];
+    assert_eq!(va.kind, "va above revenue");
+    let answers = dir.path().join("answers.csv");
+    std::fs::write(
+        &answers,
+        format!(
+            "报表,单位代码,报告期,指标,核实结果,说明,填报时间\n\
+             企业研发活动情况,{},2023-10,value_added,确认,含受托加工收入，数据属实,2024-03-01 10:00\n\
+             enterprise_rd,{},2023-05,rd_expenditure,更正,误填为元，将重报,2024-03-01 10:05\n\
+             enterprise_rd,{},2023-01,revenue,确认,,2024-03-01 10:06\n",
+            va.firm, incidents[0].firm, incidents[0].firm
+        ),
+    )
+    .unwrap();
+    let report = ingest(&wh, std::slice::from_ref(&answers)).await;
+    assert_eq!(report.forms["review_response"].accepted, 3);
+    let s = stmon_review::review(&wh, &Options::default())
+        .await
+        .unwrap();
+    assert_eq!(s.closed.get("confirmed"), Some(&1));
+    assert_eq!(
+        s.unmatched,
+        [format!(
+            "enterprise_rd {} 2023-01 revenue",
+            incidents[0].firm
+        )]
+    );
+    let qs = stmon_review::queries::read(&wh).await.unwrap();
+    let cell = |firm: &str, period: &str, column: &str| -> Query {
+        qs.iter()
+            .find(|q| q.unit == firm && q.period == period && q.column == column)
+            .unwrap()
+            .clone()
+    };
+    let confirmed = cell(&va.firm, "2023-10", "value_added");
+    assert_eq!(confirmed.status, Status::Confirmed);
+    assert_eq!(
+        confirmed.answer.as_deref(),
+        Some("含受托加工收入，数据属实")
+    );
+    assert_eq!(confirmed.closed_batch, report.batch_id);
+    let promised = cell(&incidents[0].firm, "2023-05", "rd_expenditure");
+    assert_eq!(promised.status, Status::Open);
+    assert_eq!(promised.answer_batch, report.batch_id);
+    // A confirmed value is not queried again while it stands: reviewing
+    // every batch again leaves it confirmed and opens nothing.
+    let s = stmon_review::review(
+        &wh,
+        &Options {
+            all: true,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.opened, 0);
+    assert_eq!(
+        cell(&va.firm, "2023-10", "value_added").status,
+        Status::Confirmed
+    );
+
+    // The office corrects them: every open query closes as corrected.
     let fixed = dir.path().join("corrected.csv");
     std::fs::write(&fixed, &fix).unwrap();
     ingest(&wh, std::slice::from_ref(&fixed)).await;
@@ -252,9 +353,20 @@ async fn injected_mistakes_are_queried_scored_and_closed_when_corrected() {
     assert_eq!(s.open, false_queries.len() as u64);
     let qs = stmon_review::queries::read(&wh).await.unwrap();
     for q in qs.iter().filter(|q| injected(q)) {
-        assert_eq!(q.status, Status::Corrected, "{q:?}");
+        let was_confirmed = q.unit == va.firm && q.column == "value_added";
+        let status = if was_confirmed {
+            Status::Confirmed
+        } else {
+            Status::Corrected
+        };
+        assert_eq!(q.status, status, "{q:?}");
         assert!(q.closed_batch.is_some());
     }
+    let corrected = qs
+        .iter()
+        .find(|q| q.unit == incidents[0].firm && q.period == "2023-05")
+        .unwrap();
+    assert_eq!(corrected.answer.as_deref(), Some("误填为元，将重报"));
     // Nothing new: nothing written, and `stmon review run` exits 0.
     let out = stmon(&whp).args(["review", "run"]).output().unwrap();
     assert_eq!(

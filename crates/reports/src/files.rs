@@ -19,6 +19,19 @@ pub fn progress_html(dir: &Path, year: i32, month: u32) -> PathBuf {
     dir.join(format!("progress-{year}-{month:02}.html"))
 }
 
+/// The folder of the review's query lists under a reports folder.
+pub fn review_lists_dir(reports: &Path) -> PathBuf {
+    reports.join("review")
+}
+
+/// A county office's review query list: `review-<county>.xlsx` and `.html`.
+pub fn review_list(dir: &Path, county: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("review-{county}.xlsx")),
+        dir.join(format!("review-{county}.html")),
+    )
+}
+
 /// One ranking table as CSV: `assessment_<table>.csv`.
 pub fn assessment_csv(dir: &Path, table: &str) -> PathBuf {
     dir.join(format!("assessment_{table}.csv"))

@@ -16,6 +16,7 @@ pub mod explain;
 pub mod files;
 pub mod html;
 pub mod progress;
+pub mod queries;
 pub mod report;
 
 use std::path::PathBuf;

@@ -42,6 +42,9 @@ pub struct Summary {
     pub opened_high: u64,
     /// Closed by this review, by how.
     pub closed: BTreeMap<&'static str, u64>,
+    /// Answers (`review_response` rows) that name no query open or
+    /// answered before: form, unit, period, column.
+    pub unmatched: Vec<String>,
     /// Open queries after the review, and of them high.
     pub open: u64,
     pub open_high: u64,
@@ -143,6 +146,12 @@ pub async fn review(wh: &Warehouse, opts: &Options) -> Result<Summary> {
         }
     }
     out.extend(by_unit.into_values().flatten());
+    if wh.catalog.form(RESPONSE_FORM).is_some() {
+        let filter = (through.is_some()).then_some(new_batches.as_slice());
+        for a in answers(&ctx, filter).await? {
+            apply(&a, &mut out, now, &mut summary);
+        }
+    }
     out.sort_by(|a, b| {
         (&a.form, &a.unit, &a.period, &a.column, &a.opened_at).cmp(&(
             &b.form,
@@ -199,6 +208,88 @@ async fn strings(ctx: &SessionContext, sql: &str) -> Result<Vec<String>> {
         );
     }
     Ok(out)
+}
+
+/// The form of the offices' answers.
+pub const RESPONSE_FORM: &str = "review_response";
+
+/// One answer of a county office.
+#[derive(Debug, Clone)]
+struct Answer {
+    form: String,
+    unit: String,
+    period: String,
+    column: String,
+    confirmed: bool,
+    note: Option<String>,
+    batch: String,
+}
+
+/// The current answers, of the new batches only when `batches` is given.
+async fn answers(ctx: &SessionContext, batches: Option<&[String]>) -> Result<Vec<Answer>> {
+    let filter = batches
+        .map(|b| {
+            format!(
+                " where _batch_id in ({})",
+                b.iter()
+                    .map(|x| format!("'{}'", x.replace('\'', "''")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .unwrap_or_default();
+    let sql = format!(
+        "select form, unit, period, \"column\", answer, note, _batch_id \
+         from current.{RESPONSE_FORM}{filter} order by _batch_id, submitted_at"
+    );
+    let mut out = Vec::new();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let cols: Vec<arrow::array::StringArray> =
+            (0..7).map(|i| utf8(b.column(i))).collect::<Result<_>>()?;
+        for r in 0..b.num_rows() {
+            let t = |i: usize| cols[i].is_valid(r).then(|| cols[i].value(r).to_string());
+            let (Some(form), Some(unit), Some(period), Some(column), Some(answer), Some(batch)) =
+                (t(0), t(1), t(2), t(3), t(4), t(6))
+            else {
+                continue;
+            };
+            out.push(Answer {
+                form,
+                unit,
+                period,
+                column,
+                confirmed: answer == "confirmed",
+                note: t(5),
+                batch,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// An answer on the query it names: 确认 closes it as confirmed; 更正
+/// records the answer and leaves it open until the corrected row comes.
+fn apply(a: &Answer, rows: &mut [Query], now: DateTime<Utc>, s: &mut Summary) {
+    let target = rows
+        .iter_mut()
+        .filter(|q| {
+            q.form == a.form && q.unit == a.unit && q.period == a.period && q.column == a.column
+        })
+        .filter(|q| q.status == Status::Open || q.answer_batch.as_deref() == Some(&a.batch))
+        .max_by_key(|q| q.opened_at);
+    let Some(q) = target else {
+        s.unmatched
+            .push(format!("{} {} {} {}", a.form, a.unit, a.period, a.column));
+        return;
+    };
+    q.answer = a.note.clone();
+    q.answer_batch = Some(a.batch.clone());
+    if a.confirmed && q.status == Status::Open {
+        q.status = Status::Confirmed;
+        q.closed_batch = Some(a.batch.clone());
+        q.closed_at = Some(now);
+        *s.closed.entry(Status::Confirmed.as_str()).or_default() += 1;
+    }
 }
 
 /// A text column as plain `Utf8` (DataFusion hands out views).
