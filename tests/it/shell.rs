@@ -453,6 +453,19 @@ fn docs_site_links_resolve_and_every_model_form_and_lineage_is_there() {
         let rel = format!("forms/{}.html", form.name);
         assert!(index.contains(&format!("href=\"{rel}\"")), "{rel}");
         let page = std::fs::read_to_string(site.join(&rel)).unwrap();
+        // The review's rules, each with its id, and the open queries.
+        for r in form.review.iter().flat_map(|r| &r.rules) {
+            assert!(
+                page.contains(&format!("<code>{}</code>", r.id)),
+                "{rel}: {}",
+                r.id
+            );
+        }
+        assert_eq!(
+            page.contains("当前待核实查询"),
+            form.review.is_some(),
+            "{rel}"
+        );
         for c in &form.columns {
             assert!(
                 page.contains(&format!(

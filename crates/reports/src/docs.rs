@@ -402,7 +402,17 @@ pub async fn build(wh: &Warehouse, inputs: &Inputs<'_>) -> Result<Site> {
     let facts = table_facts(wh, &ids, &record).await?;
     let tests = last_tests(&record);
     let indicators = indicators(inputs)?;
-    Ok(render(inputs, &facts, &tests, &indicators, Utc::now()))
+    let queries = stmon_review::queries::read(wh)
+        .await
+        .map_err(|e| crate::file_error(Path::new("review/queries"), e))?;
+    Ok(render(
+        inputs,
+        &facts,
+        &tests,
+        &indicators,
+        &queries,
+        Utc::now(),
+    ))
 }
 
 /// A page of the site: the shared look, a top bar, and links relative to `rel`.
@@ -417,6 +427,98 @@ fn site_page(rel: &str, title: &str, body: &str) -> String {
         &format!("{nav}{body}"),
         "",
     )
+}
+
+/// A form's plausibility rules with their parameters, and its open
+/// queries today (the review, `stmon review`).
+fn review_html(form: &stmon_schema::Form, queries: &[stmon_review::Query]) -> String {
+    use stmon_schema::review::RuleKind;
+    let Some(r) = &form.review else {
+        return String::new();
+    };
+    let label = |c: &str| {
+        form.column(c)
+            .map(|c| c.label.clone())
+            .unwrap_or_else(|| c.to_string())
+    };
+    let mut b = String::from(
+        "<h2>审核规则</h2><div class=\"wide\"><table class=\"columns\"><thead><tr><th>规则</th><th>类型</th><th>指标</th><th>参数</th><th>核实建议</th></tr></thead><tbody>",
+    );
+    for rule in &r.rules {
+        let (kind, params) = match &rule.kind {
+            RuleKind::Ratio {
+                over,
+                min,
+                max,
+                tolerance,
+            } => (
+                "行内比例",
+                format!(
+                    "{} / {}：{}{}，容差 {:.0}%",
+                    label(&rule.column),
+                    label(over),
+                    min.map(|m| format!("≥ {m} ")).unwrap_or_default(),
+                    max.map(|m| format!("≤ {m}")).unwrap_or_default(),
+                    tolerance * 100.0
+                ),
+            ),
+            RuleKind::History { factor } => (
+                "本单位历史",
+                format!("与上年同期（按本单位增速）或本年其他期相差 {factor} 倍以上"),
+            ),
+            RuleKind::Increment { factor, min_share } => (
+                "本期增量",
+                format!(
+                    "增量超过通常增量 {factor} 倍且超出部分达全年 {:.0}%，或累计值回落全年 {:.0}%",
+                    min_share * 100.0,
+                    min_share * 100.0
+                ),
+            ),
+            RuleKind::Peer {
+                over,
+                group_by,
+                min_units,
+                hb,
+            } => (
+                "同类单位（HB法）",
+                format!(
+                    "{} / {}，按 {} 分组，每组至少 {min_units} 家；u = {}，a = {}，c = {}",
+                    label(&rule.column),
+                    label(over),
+                    group_by
+                        .iter()
+                        .map(|g| label(g))
+                        .collect::<Vec<_>>()
+                        .join("、"),
+                    hb.u,
+                    hb.a,
+                    hb.c
+                ),
+            ),
+        };
+        let _ = write!(
+            b,
+            "<tr><td class=\"t\"><code>{}</code></td><td class=\"t\">{kind}</td><td class=\"t\">{}</td><td class=\"note\">{}</td><td class=\"note\">{}</td></tr>",
+            esc(&rule.id),
+            esc(&label(&rule.column)),
+            esc(&params),
+            esc(rule.advice.as_deref().unwrap_or(""))
+        );
+    }
+    b.push_str("</tbody></table></div>");
+    let open: Vec<&stmon_review::Query> = queries
+        .iter()
+        .filter(|q| q.form == form.name && q.status == stmon_review::Status::Open)
+        .collect();
+    let high = open.iter().filter(|q| q.high_score).count();
+    let _ = write!(
+        b,
+        "<p>当前待核实查询 {} 条，其中高分（评分 ≥ {}）{} 条。</p>",
+        open.len(),
+        r.high_score,
+        high
+    );
+    b
 }
 
 fn history_html(f: Option<&TableFacts>) -> String {
@@ -523,6 +625,7 @@ pub fn render(
     facts: &BTreeMap<TableId, TableFacts>,
     tests: &BTreeMap<String, RunRow>,
     indicators: &[Indicator],
+    queries: &[stmon_review::Query],
     now: DateTime<Utc>,
 ) -> Site {
     let mut pages = BTreeMap::new();
@@ -573,6 +676,7 @@ pub fn render(
             );
         }
         b.push_str("</tbody></table></div>");
+        b.push_str(&review_html(form, queries));
         let readers: Vec<&Model> = project
             .models
             .iter()
