@@ -114,11 +114,8 @@ pub(crate) async fn review(c: &Ctx<'_>) -> StepResult {
     (c.on)(Event::Reviewed(&s));
     if !s.batches.is_empty() {
         // The query lists of the county offices, for what changed.
-        let all = stmon_review::queries::read(c.wh)
-            .await
-            .map_err(|e| Error::Review(Box::new(e)))?;
         let dir = files::review_lists_dir(&c.pipeline.reports);
-        stmon_reports::queries::write_lists(&dir, &all, &c.wh.catalog)
+        stmon_reports::queries::write_lists(&dir, &s.queries, &c.wh.catalog)
             .map_err(|e| Error::Reports(Box::new(e)))?;
     }
     let mut rows = Vec::new();

@@ -47,6 +47,26 @@ pub struct Finding {
     pub reason: Reason,
 }
 
+impl Finding {
+    /// A value queried for being off `expected` by `factor` either way.
+    fn off_by_factor(
+        period: usize,
+        reported: f64,
+        expected: f64,
+        factor: f64,
+        reason: Reason,
+    ) -> Self {
+        Finding {
+            period,
+            reported,
+            expected,
+            low: Some(expected / factor),
+            high: Some(expected * factor),
+            reason,
+        }
+    }
+}
+
 /// Median of a non-empty slice (sorted copy; the mean of the middle two).
 pub fn median(xs: &[f64]) -> Option<f64> {
     quantile(xs, 0.5)
@@ -138,17 +158,16 @@ pub fn history(this: &Year, last: Option<&Year>, factor: f64) -> Vec<Finding> {
         if within(r, factor) {
             agrees[k] = true;
         } else {
-            out.push(Finding {
-                period: k,
-                reported: v,
+            out.push(Finding::off_by_factor(
+                k,
+                v,
                 expected,
-                low: Some(expected / factor),
-                high: Some(expected * factor),
-                reason: Reason::VsLastYear {
+                factor,
+                Reason::VsLastYear {
                     ratio: r,
                     last_year: ly,
                 },
-            });
+            ));
         }
     }
     // Periods without last year: runs of this year's paced levels.
@@ -200,14 +219,7 @@ pub fn history(this: &Year, last: Option<&Year>, factor: f64) -> Vec<Finding> {
                     since: run[0].0 as u32,
                 }
             };
-            out.push(Finding {
-                period: k,
-                reported: v,
-                expected,
-                low: Some(expected / factor),
-                high: Some(expected * factor),
-                reason,
-            });
+            out.push(Finding::off_by_factor(k, v, expected, factor, reason));
         }
     }
     out.sort_by_key(|f| f.period);

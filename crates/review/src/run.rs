@@ -48,6 +48,8 @@ pub struct Summary {
     /// Open queries after the review, and of them high.
     pub open: u64,
     pub open_high: u64,
+    /// Every query after the review (what `review/queries` holds).
+    pub queries: Vec<Query>,
 }
 
 /// Options of a review.
@@ -121,6 +123,7 @@ pub async fn review(wh: &Warehouse, opts: &Options) -> Result<Summary> {
     };
     if new_batches.is_empty() {
         count_open(&existing, &mut summary);
+        summary.queries = existing;
         return Ok(summary);
     }
     let now = Utc::now();
@@ -163,6 +166,7 @@ pub async fn review(wh: &Warehouse, opts: &Options) -> Result<Summary> {
     });
     count_open(&out, &mut summary);
     write(wh, &out, &latest).await?;
+    summary.queries = out;
     Ok(summary)
 }
 
@@ -442,7 +446,7 @@ async fn review_form(
         Some(d) => division_totals(ctx, form, d, &period, &cols).await?,
         None => HashMap::new(),
     };
-    let bounds = peer_bounds(ctx, form, review, &period, &peer_groups).await?;
+    let bounds = peer_bounds(ctx, form, review, &period).await?;
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
     let mut out = Vec::new();
     let mut rows: Vec<Obs> = Vec::new();
@@ -543,7 +547,6 @@ async fn peer_bounds(
     form: &Form,
     review: &Review,
     period: &str,
-    all_groups: &[String],
 ) -> Result<HashMap<(usize, String, String), HbBounds>> {
     let mut out = HashMap::new();
     for (ri, r) in review.rules.iter().enumerate() {
@@ -556,7 +559,6 @@ async fn peer_bounds(
         else {
             continue;
         };
-        let _ = all_groups;
         let g: Vec<String> = group_by
             .iter()
             .map(|c| format!("cast(\"{c}\" as varchar)"))
