@@ -54,24 +54,8 @@ WH=$WORK/wh
 PEER=$WORK/peer
 ST=(--warehouse "$WH" --divisions "$DATA/divisions.csv")
 
-# step LABEL CMD…: runs CMD under /usr/bin/time -v, output to $WORK/LABEL.out;
-# records "LABEL wall_s peak_kb" in $WORK/times.
-step() {
-  local label=$1
-  shift
-  echo "… $label" >&2
-  local rc=0
-  /usr/bin/time -v -o "$WORK/$label.time" "$@" > "$WORK/$label.out" 2>&1 || rc=$?
-  local wall rss
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; print s}' "$WORK/$label.time")
-  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/$label.time")
-  echo "$label $wall $rss $rc" >> "$WORK/times"
-  if [ "$rc" -gt 1 ]; then
-    echo "$label exited $rc:" >&2
-    tail -20 "$WORK/$label.out" >&2
-    exit 1
-  fi
-}
+# step, t, m, r: bench/lib.sh.
+. bench/lib.sh
 
 step peer_load "$PY" bench/peer/peer.py load --data "$DATA/submissions" --divisions "$DATA/divisions.csv" --out "$PEER"
 step peer_compute "$PY" bench/peer/peer.py compute --divisions "$DATA/divisions.csv" --out "$PEER"
@@ -163,9 +147,6 @@ PY
 fi
 
 # Report.
-t() { awk -v l="$1" '$1 == l {print $2}' "$WORK/times"; }
-m() { awk -v l="$1" '$1 == l {printf "%d", $3 / 1024}' "$WORK/times"; }
-r() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f×", $1 / $2; else print "–" }'; }
 full=$(echo "$(t stmon_ingest) $(t stmon_models)" | awk '{print $1 + $2}')
 echo
 printf '%-34s %10s %10s   %s\n' "step" "wall s" "peak MiB" "stmon/peer"

@@ -244,6 +244,8 @@ pub fn print_assessment(a: &Assessment) {
                     "grade",
                     "previous_rank",
                     "rank_change",
+                    "held_rank",
+                    "published_rank",
                     "strongest",
                     "weakest",
                     "mc_median_rank",

@@ -550,8 +550,15 @@ def cmd_compute(args):
         con.execute(f"set memory_limit = {q(args.memory_limit)}")
     # the one dialect difference the models meet: DataFusion divides integers as integers
     con.execute("set integer_division = true")
-    for s in ("raw", "current", "ref", "staging", "intermediate", "marts"):
+    for s in ("raw", "current", "ref", "review", "staging", "intermediate", "marts"):
         con.execute(f"create schema {s}")
+    # No review has run here: review.queries as stmon has it before the first
+    # (crates/warehouse/src/session.rs, NO_QUERIES).
+    con.execute(
+        "create view review.queries as select cast(null as varchar) as form, cast(null as varchar) as unit, "
+        "cast(null as varchar) as period, cast(null as varchar) as \"column\", cast(null as double) as reported, "
+        "cast(null as double) as expected, cast(null as varchar) as status where false"
+    )
     for name, form in forms.items():
         path = os.path.join(args.out, "raw", f"{name}.parquet")
         if os.path.exists(path):

@@ -193,13 +193,30 @@ cumulative as (
       on f.year = g.year and f.as_of_month = g.as_of_month
      and f.division_code = g.division_code and f.form = k.form
 )
-select year, as_of_month, division_code, division_name, level, indicator_id,
-       cast(value as double) as value, cast(numerator as double) as numerator,
-       cast(denominator as double) as denominator, reason
+-- What rests on open review queries (intermediate.division_queried): their
+-- count, their share of the numerator, and the value with every queried
+-- input held at its expected value (the same formula over the moved sums).
+select i.year, i.as_of_month, i.division_code, i.division_name, i.level, i.indicator_id,
+       cast(i.value as double) as value, cast(i.numerator as double) as numerator,
+       cast(i.denominator as double) as denominator, i.reason,
+       coalesce(q.queried, 0) as queried,
+       case when q.queried > 0 and i.numerator <> 0
+            then abs(q.queried_amount / cast(i.numerator as double)) end as queried_share,
+       case
+           when q.queried is null or i.value is null then cast(i.value as double)
+           when i.indicator_id in ('rd_intensity', 'industrial_rd_ratio', 'high_tech_va_share') then
+               (i.numerator + q.held_numerator_delta) / nullif(i.denominator + q.held_denominator_delta, 0)
+           when i.indicator_id in ('high_tech_investment_growth', 'basic_research_growth') then
+               (i.numerator + q.held_numerator_delta) / nullif(i.denominator + q.held_denominator_delta, 0) - 1
+           else cast(i.value as double)
+       end as held_value
 from (
     select * from noted
     union all select * from ratios
     union all select * from growths
     union all select * from changes
     union all select * from cumulative
-)
+) i
+left join intermediate.division_queried q
+  on q.year = i.year and q.as_of_month = i.as_of_month
+ and q.division_code = i.division_code and q.indicator_id = i.indicator_id

@@ -32,6 +32,14 @@ pub struct Args {
     /// Folder for the CSV, XLSX and HTML files.
     #[arg(long, default_value = "reports")]
     pub out: PathBuf,
+    /// Rank with every input under an open review query (review.queries)
+    /// held at its expected value (marts.indicators' held_value): would an
+    /// answer change a rank? Writes beside the published tables, never over
+    /// them: marts/assessment_<table>_held, assessment_<table>_held.csv,
+    /// assessment-<year>-held.xlsx and .html. The published tables show the
+    /// same ranks in their column 待核实值按期望值计排名 where they differ.
+    #[arg(long)]
+    pub hold_queried: bool,
 }
 
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -53,7 +61,12 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let wh = super::open_warehouse(cli, catalog)?;
     let mut all: Vec<Assessment> = Vec::new();
     for path in &schemes {
-        let a = assessment::run(&wh, path, args.version)
+        let values = if args.hold_queried {
+            assessment::Values::Held
+        } else {
+            assessment::Values::Published
+        };
+        let a = assessment::run_with(&wh, path, args.version, values)
             .await
             .with_context(|| format!("assessing with {}", path.display()))?;
         if a.scheme.year != args.year {
@@ -72,8 +85,17 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         all.push(a);
     }
-    let xlsx = files::assessment_xlsx(&args.out, args.year);
-    let html = files::assessment_html(&args.out, args.year);
+    let (mut xlsx, mut html) = (
+        files::assessment_xlsx(&args.out, args.year),
+        files::assessment_html(&args.out, args.year),
+    );
+    if args.hold_queried {
+        for p in [&mut xlsx, &mut html] {
+            let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+            let ext = p.extension().unwrap_or_default().to_string_lossy();
+            *p = p.with_file_name(format!("{stem}-held.{ext}"));
+        }
+    }
     report::write_xlsx(&all, &xlsx)?;
     report::write_html(&all, &html)?;
     println!("written: {} and {}", xlsx.display(), html.display());

@@ -219,7 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Assess(args) => assess::run(&cli, args).await,
         Command::Explain(args) => explain::run(&cli, args).await,
         Command::Docs(args) => docs::run(&cli, args).await,
-        Command::Fixtures(c) => fixtures::run(&cli, c),
+        Command::Fixtures(c) => fixtures::run(&cli, c).await,
         Command::Cluster(c) => cluster::run(c).await,
     }
 }

@@ -228,7 +228,7 @@ async fn a_second_run_changes_nothing_and_a_correction_rebuilds_only_what_reads_
         "{v0}"
     );
     assert!(page.contains(&format!(
-        "<p class=\"last-test\" data-status=\"pass\">最近一次结果：<span class=\"light green\">通过</span> 13 项测试，0 项失败（运行 <code>{run_id}</code>"
+        "<p class=\"last-test\" data-status=\"pass\">最近一次结果：<span class=\"light green\">通过</span> 15 项测试，0 项失败（运行 <code>{run_id}</code>"
     )));
 
     // Nothing new: no table gets a new version, no report is rewritten.

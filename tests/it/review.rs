@@ -406,3 +406,290 @@ async fn injected_mistakes_are_queried_scored_and_closed_when_corrected() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&firm) && text.contains("2023-11"), "{text}");
 }
+
+/// Runs a `stmon` command, asserting its exit code; returns stdout.
+fn ok(c: &mut Command, code: i32) -> String {
+    let out = c.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{:?}\n{}\n{}",
+        c,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Rows of a CSV text (header first).
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.trim_start_matches('\u{feff}').as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+/// The generator's own typing slips (R&D with an extra digit, corrected in
+/// its corrections file) are queried while only the first version is in,
+/// and close as corrected when the correction comes; then mistakes typed by
+/// `stmon fixtures mistakes` are found, and what rests on them shows
+/// downstream: marts.indicators' queried, queried_share and held_value (checked
+/// against the queries themselves), the ranking tables' 待核实 and the ranks
+/// with queried values held at expected (`stmon assess --hold-queried`), the
+/// progress page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slips_close_as_corrected_and_queries_show_downstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let whp = dir.path().join("wh");
+    let wh = warehouse(&whp);
+    let subs = repo().join("fixtures/shaoxing/submissions");
+    let mut first: Vec<std::path::PathBuf> = std::fs::read_dir(&subs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("enterprise_rd"))
+        .collect();
+    first.push(subs.join("enterprise_rd/2022"));
+    first.push(subs.join("enterprise_rd/2023"));
+    ingest(&wh, &first).await;
+    // The slips: corrections whose R&D is a tenth of the first version's.
+    let corrections = subs.join("enterprise_rd/corrections-2023.csv");
+    let rows = csv_rows(&std::fs::read_to_string(&corrections).unwrap());
+    let h = |name: &str| {
+        rows[0]
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))
+            .unwrap()
+    };
+    let (pi, ci, ri, wi) = (
+        h("period"),
+        h("credit_code"),
+        h("rd_expenditure"),
+        h("withdrawn"),
+    );
+    let current: std::collections::HashMap<(String, String), f64> = query(
+        &wh,
+        "select credit_code, period, cast(rd_expenditure as double) from current.enterprise_rd where period like '2023-%'",
+    )
+    .await
+    .into_iter()
+    .map(|r| ((r[0].clone(), r[1].clone()), r[2].parse().unwrap()))
+    .collect();
+    let slips: Vec<(String, String)> = rows[1..]
+        .iter()
+        .filter(|r| r[wi].is_empty())
+        .filter(|r| {
+            let was = current[&(r[ci].clone(), r[pi].clone())];
+            let now: f64 = r[ri].parse().unwrap();
+            (was - now * 10.0).abs() < 0.02
+        })
+        .map(|r| (r[ci].clone(), r[pi].clone()))
+        .collect();
+    assert!(slips.len() >= 20, "{} slips", slips.len());
+    let s = stmon_review::review(&wh, &Options::default())
+        .await
+        .unwrap();
+    let qs = stmon_review::queries::read(&wh).await.unwrap();
+    for (firm, period) in &slips {
+        assert!(
+            qs.iter().any(|q| q.unit == *firm
+                && q.period == *period
+                && q.column == "rd_expenditure"
+                && q.status == Status::Open),
+            "slip {firm} {period} not queried"
+        );
+    }
+    assert!(
+        s.opened as usize <= slips.len() + 2,
+        "{} queries for {} slips",
+        s.opened,
+        slips.len()
+    );
+    ingest(&wh, &[corrections]).await;
+    let s = stmon_review::review(&wh, &Options::default())
+        .await
+        .unwrap();
+    assert_eq!(s.opened, 0);
+    let qs = stmon_review::queries::read(&wh).await.unwrap();
+    for (firm, period) in &slips {
+        let q = qs
+            .iter()
+            .find(|q| q.unit == *firm && q.period == *period && q.column == "rd_expenditure")
+            .unwrap();
+        assert_eq!(q.status, Status::Corrected, "{q:?}");
+    }
+    assert!(
+        s.closed.get("corrected").copied().unwrap_or(0) >= slips.len() as u64,
+        "{:?}",
+        s.closed
+    );
+
+    // Mistakes typed into the clean data.
+    ok(stmon(&whp).args(["models", "run"]), 0);
+    let mistakes = dir.path().join("mistakes.csv");
+    let manifest = dir.path().join("manifest.csv");
+    let said = ok(
+        stmon(&whp)
+            .args([
+                "fixtures", "mistakes", "--count", "24", "--seed", "9", "--out",
+            ])
+            .arg(&mistakes)
+            .arg("--manifest")
+            .arg(&manifest),
+        0,
+    );
+    assert!(said.starts_with("24 incidents"), "{said}");
+    let report = ingest(&wh, std::slice::from_ref(&mistakes)).await;
+    assert_eq!(report.forms["enterprise_rd"].rejected, 0);
+    stmon_review::review(&wh, &Options::default())
+        .await
+        .unwrap();
+    let qs = stmon_review::queries::read(&wh).await.unwrap();
+    let open: Vec<&Query> = qs.iter().filter(|q| q.status == Status::Open).collect();
+    let man = csv_rows(&std::fs::read_to_string(&manifest).unwrap());
+    // incident,kind,credit_code,county_code,period_month,column,true,typed,impact
+    let queried = |r: &Vec<String>| {
+        let period = format!("2023-{:02}", r[4].parse::<u32>().unwrap());
+        open.iter()
+            .any(|q| q.unit == r[2] && q.period == period && q.column == r[5])
+    };
+    let found = man[1..].iter().filter(|r| queried(r)).count();
+    assert!(
+        found as f64 >= 0.95 * (man.len() - 1) as f64,
+        "{found} of {} typed values queried",
+        man.len() - 1
+    );
+    // Every incident that moves its county's year end by 1 % is among the
+    // 20 highest-scored open queries of its county.
+    for r in man[1..]
+        .iter()
+        .filter(|r| r[8].parse::<f64>().unwrap() >= 0.01)
+    {
+        let mut here: Vec<&&Query> = open
+            .iter()
+            .filter(|q| q.division.as_deref() == Some(r[3].as_str()))
+            .collect();
+        here.sort_by(|a, b| b.score.total_cmp(&a.score));
+        assert!(
+            here.iter().take(20).any(|q| q.unit == r[2]),
+            "high-impact incident {} not in {}'s top 20",
+            r[0],
+            r[3]
+        );
+    }
+
+    // marts.indicators, against the queries: at year end a firm's
+    // December report is its latest, so a county's rd_intensity rests on
+    // the open R&D queries of its firms' December rows.
+    ok(stmon(&whp).args(["models", "run"]), 0);
+    let ind = csv_rows(&ok(
+        stmon(&whp).args([
+            "sql",
+            "--format",
+            "csv",
+            "-c",
+            "select division_code, numerator, denominator, value, queried, queried_share, held_value \
+             from marts.indicators where year = 2023 and as_of_month = 12 and level = 'county' \
+             and indicator_id = 'rd_intensity' order by division_code",
+        ]),
+        0,
+    ));
+    let f = |s: &str| s.parse::<f64>().ok();
+    let mut rested = 0;
+    for r in &ind[1..] {
+        let dec: Vec<&&Query> = open
+            .iter()
+            .filter(|q| {
+                q.form == "enterprise_rd"
+                    && q.period == "2023-12"
+                    && q.column == "rd_expenditure"
+                    && q.division.as_deref() == Some(r[0].as_str())
+            })
+            .collect();
+        assert_eq!(r[4], dec.len().to_string(), "{r:?}");
+        let (Some(num), Some(den)) = (f(&r[1]), f(&r[2])) else {
+            continue;
+        };
+        if dec.is_empty() {
+            assert_eq!(r[5], "", "{r:?}");
+            assert_eq!(f(&r[6]), f(&r[3]), "{r:?}");
+            continue;
+        }
+        rested += 1;
+        let share: f64 = dec.iter().map(|q| q.reported).sum::<f64>() / num;
+        let held = (num + dec.iter().map(|q| q.expected - q.reported).sum::<f64>()) / den;
+        assert!((f(&r[5]).unwrap() - share).abs() < 1e-9, "{r:?} vs {share}");
+        assert!((f(&r[6]).unwrap() - held).abs() < 1e-12, "{r:?} vs {held}");
+    }
+    assert!(
+        rested >= 2,
+        "{rested} counties rest on December R&D queries"
+    );
+
+    // The ranking tables: 待核实 per county, and beside the rank the rank
+    // with queried values held where it differs; --hold-queried ranks on
+    // them and writes beside the published tables.
+    let out = dir.path().join("reports");
+    ok(
+        stmon(&whp)
+            .args(["assess", "--year", "2023", "--out"])
+            .arg(&out),
+        0,
+    );
+    ok(
+        stmon(&whp)
+            .args(["assess", "--year", "2023", "--hold-queried", "--out"])
+            .arg(&out),
+        0,
+    );
+    let table = |name: &str| csv_rows(&std::fs::read_to_string(out.join(name)).unwrap());
+    let (published, held) = (
+        table("assessment_counties.csv"),
+        table("assessment_counties_held.csv"),
+    );
+    let col = |t: &[Vec<String>], name: &str| t[0].iter().position(|c| c == name).unwrap();
+    let (code, rank, mark, beside) = (
+        col(&published, "代码"),
+        col(&published, "排名"),
+        col(&published, "待核实"),
+        col(&published, "待核实值按期望值计排名"),
+    );
+    let held_rank: std::collections::HashMap<&str, &str> = held[1..]
+        .iter()
+        .map(|r| {
+            (
+                r[col(&held, "代码")].as_str(),
+                r[col(&held, "排名")].as_str(),
+            )
+        })
+        .collect();
+    for r in &published[1..] {
+        let want = held_rank[r[code].as_str()];
+        if want == r[rank] {
+            assert_eq!(r[beside], "", "{r:?}");
+        } else {
+            assert_eq!(r[beside], want, "{r:?}");
+        }
+        let queried = ind[1..].iter().any(|i| i[0] == r[code] && i[4] != "0");
+        if queried {
+            assert!(r[mark].contains("全社会R&D经费占GDP比重"), "{r:?}");
+            assert!(r[mark].contains("占分子"), "{r:?}");
+        }
+    }
+    assert!(out.join("assessment-2023-held.xlsx").is_file());
+    assert!(out.join("assessment-2023-held.html").is_file());
+
+    // The progress page marks what rests on open queries.
+    ok(
+        stmon(&whp)
+            .args(["progress", "--year", "2023", "--html", "--out"])
+            .arg(&out),
+        0,
+    );
+    let page = std::fs::read_to_string(out.join("progress-2023-12.html")).unwrap();
+    assert!(page.contains("class=\"queried\""), "no 待核实 on the page");
+    let rows = table("progress-2023-12.csv");
+    let mark = col(&rows, "待核实");
+    assert!(rows[1..].iter().any(|r| r[mark].contains("项")));
+}

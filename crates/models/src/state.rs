@@ -6,7 +6,8 @@
 //! sha256 of every file of that form that a committed batch loaded (the
 //! content, not the Delta version: an interrupted batch's rows, removed later,
 //! change versions but not content); for `audit.*`, every committed batch;
-//! for `ref.*`, the division table. Each model table's Delta commit carries
+//! for `ref.*`, the division table; for `review.queries`, its open queries
+//! (what the models read of it). Each model table's Delta commit carries
 //! the fingerprint it was built from (commit metadata `stmon.fingerprint`), in
 //! the same atomic commit as the data, so "is this table up to date?" has a
 //! true answer after any crash: a run rebuilds a model only when the
@@ -132,6 +133,35 @@ pub async fn source_fingerprints(wh: &Warehouse, ctx: &SessionContext) -> Result
     let d = sha256_hex(&[divisions.join("\n").as_bytes()]);
     out.insert("ref.divisions".into(), d.clone());
     out.insert("ref.division_ancestors".into(), d);
+    // The review's queries, by what the models read of them: the open ones
+    // (a night whose review opens and closes nothing rebuilds nothing for them).
+    let mut open: Vec<String> = Vec::new();
+    if ctx.table_exist("review.queries")? {
+        let rows = ctx
+            .sql(
+                "select form, unit, period, \"column\", cast(reported as varchar), \
+                 cast(expected as varchar) from review.queries where status = 'open'",
+            )
+            .await?
+            .collect()
+            .await?;
+        for b in &rows {
+            let cols: Vec<_> = (0..6).map(|i| text_column(b, i)).collect::<Result<_>>()?;
+            for i in 0..b.num_rows() {
+                open.push(
+                    cols.iter()
+                        .map(|c| c.value(i))
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                );
+            }
+        }
+    }
+    open.sort();
+    out.insert(
+        "review.queries".into(),
+        sha256_hex(&[open.join("\n").as_bytes()]),
+    );
     Ok(Sources {
         fingerprints: out,
         files,

@@ -46,6 +46,20 @@ pub(crate) fn run_results(
             })
         })
         .collect();
+    // The review step's counts (its `queries_*` rows): opened, opened_high,
+    // closed by how, open and open_high after it.
+    let review: serde_json::Map<String, serde_json::Value> = run
+        .rows
+        .iter()
+        .filter(|r| r.step == "review")
+        .filter_map(|r| {
+            let item = r
+                .item
+                .as_deref()?
+                .strip_prefix(crate::steps::REVIEW_COUNT)?;
+            Some((item.to_string(), serde_json::json!(r.rows_out.unwrap_or(0))))
+        })
+        .collect();
     serde_json::json!({
         "metadata": {
             "run_id": run.run_id,
@@ -61,5 +75,6 @@ pub(crate) fn run_results(
         "elapsed_s": run.finished_at.map(|f| (f - run.started_at).num_milliseconds() as f64 / 1000.0),
         "warehouse_versions": {"before": before, "after": after},
         "steps": steps,
+        "review": (!review.is_empty()).then_some(review),
     })
 }

@@ -98,6 +98,9 @@ pub(crate) async fn ingest(c: &Ctx<'_>) -> StepResult {
     Ok((outcome, rows, summary))
 }
 
+/// The prefix of the review step's count rows (`queries_opened`, …).
+pub(crate) const REVIEW_COUNT: &str = "queries_";
+
 /// The review (审核) of what the batches since the last review touched:
 /// queries on doubtful values in `review/queries`. A query opened with a
 /// score at the form's `high_score` makes the step data-quality-failed
@@ -127,6 +130,25 @@ pub(crate) async fn review(c: &Ctx<'_>) -> StepResult {
             started,
         );
         r.rows_in = Some(*units as i64);
+        rows.push(r);
+    }
+    // The counts, as rows of the run record: run_results.json's `review`
+    // reads them back (a resumed run's review may be an earlier attempt's).
+    let mut counts: Vec<(String, u64)> = vec![
+        (format!("{REVIEW_COUNT}opened"), s.opened),
+        (format!("{REVIEW_COUNT}opened_high"), s.opened_high),
+    ];
+    for status in stmon_review::Status::ALL.iter().filter(|x| x.is_closed()) {
+        counts.push((
+            format!("{REVIEW_COUNT}closed_{}", status.as_str()),
+            s.closed.get(status.as_str()).copied().unwrap_or(0),
+        ));
+    }
+    counts.push((format!("{REVIEW_COUNT}open"), s.open));
+    counts.push((format!("{REVIEW_COUNT}open_high"), s.open_high));
+    for (item, n) in counts {
+        let mut r = c.row(Step::Review.as_str(), Some(item), RowStatus::Ok, started);
+        r.rows_out = Some(n as i64);
         rows.push(r);
     }
     let closed: u64 = s.closed.values().sum();

@@ -62,8 +62,51 @@ pub struct Provenance {
     pub ran_at: DateTime<Utc>,
 }
 
+/// Which values an assessment ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Values {
+    /// The indicators as published (`value`).
+    #[default]
+    Published,
+    /// Every input under an open review query held at its expected value
+    /// (`held_value`; `stmon assess --hold-queried`).
+    Held,
+}
+
+impl Values {
+    fn column(self) -> &'static str {
+        match self {
+            Values::Published => "value",
+            Values::Held => "held_value",
+        }
+    }
+    fn other(self) -> Values {
+        match self {
+            Values::Published => Values::Held,
+            Values::Held => Values::Published,
+        }
+    }
+}
+
+/// What of one unit's indicator rests on open review queries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Queried {
+    pub count: i64,
+    /// The queried values' share of the numerator.
+    pub share: Option<f64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Assessment {
+    /// The values ranked.
+    pub values: Values,
+    /// Per unit, per indicator of the scheme: what rests on open queries
+    /// (counties; marts.indicators' `queried`, `queried_share`).
+    pub queried: BTreeMap<String, Vec<Option<Queried>>>,
+    /// When any value rests on open queries: each unit's rank on the other
+    /// values (held at expected when `values` is published, and the other
+    /// way round), for the column beside the rank where they differ.
+    pub other_ranks: Option<BTreeMap<String, usize>>,
     pub scheme: Scheme,
     pub provenance: Provenance,
     pub results: Vec<UnitResult>,
@@ -115,27 +158,60 @@ async fn open_source(
     Ok((ctx, id, read))
 }
 
-async fn units_of(ctx: &SessionContext, scheme: &Scheme, year: i32) -> Result<Vec<UnitInput>> {
+/// Units and their values, and what of them rests on open queries.
+type Units = (Vec<UnitInput>, BTreeMap<String, Vec<Option<Queried>>>);
+
+async fn units_of(
+    ctx: &SessionContext,
+    scheme: &Scheme,
+    year: i32,
+    values: Values,
+) -> Result<Units> {
+    // Indicator tables written before the review have no `queried`: read
+    // at such a version, nothing rests on queries.
+    let reviewed = ctx
+        .table("src")
+        .await?
+        .schema()
+        .has_column_with_unqualified_name("queried");
+    let (value, queried) = if reviewed {
+        (values.column(), "queried, queried_share")
+    } else {
+        ("value", "cast(0 as bigint), cast(null as double)")
+    };
     let sql = match scheme.unit {
         UnitKind::County => format!(
-            "select division_code, division_name, cast(null as varchar) as grp, indicator_id, value from src \
+            "select division_code, division_name, cast(null as varchar) as grp, indicator_id, {value}, {queried} from src \
              where year = {year} and as_of_month = {m} and level = 'county'",
             m = scheme.as_of_month
         ),
         UnitKind::Zone | UnitKind::Institute => format!(
-            "select unit_id, unit_name, {grp} as grp, indicator_id, value from src \
+            "select unit_id, unit_name, {grp} as grp, indicator_id, value, cast(0 as bigint), cast(null as double) from src \
              where year = {year} and unit_type = '{t}'",
             grp = if scheme.group_by.is_some() { "zone_level" } else { "cast(null as varchar)" },
             t = scheme.unit.as_str()
         ),
     };
     let mut units: BTreeMap<String, UnitInput> = BTreeMap::new();
+    let mut rests: BTreeMap<String, Vec<Option<Queried>>> = BTreeMap::new();
     let ids: Vec<&str> = scheme.indicators.iter().map(|i| i.id.as_str()).collect();
     for b in ctx.sql(&sql).await?.collect().await? {
         let s = |i: usize| stmon_models::text_column(&b, i);
         let (id, name, grp, ind) = (s(0)?, s(1)?, s(2)?, s(3)?);
         let v = stmon_models::float_column(&b, 4)?;
+        let n = stmon_models::float_column(&b, 5)?;
+        let share = stmon_models::float_column(&b, 6)?;
         for r in 0..b.num_rows() {
+            if n.is_valid(r) && n.value(r) > 0.0 {
+                if let Some(k) = ids.iter().position(|x| *x == ind.value(r)) {
+                    rests
+                        .entry(id.value(r).to_string())
+                        .or_insert_with(|| vec![None; ids.len()])[k] = Some(Queried {
+                        count: n.value(r) as i64,
+                        share: share.is_valid(r).then(|| share.value(r)),
+                    });
+                }
+            }
             let u = units
                 .entry(id.value(r).to_string())
                 .or_insert_with(|| UnitInput {
@@ -152,14 +228,25 @@ async fn units_of(ctx: &SessionContext, scheme: &Scheme, year: i32) -> Result<Ve
     let mut out: Vec<UnitInput> = units.into_values().collect();
     // Groups in a stable order (national before provincial…), units by id within.
     out.sort_by(|a, b| a.group.cmp(&b.group).then(a.id.cmp(&b.id)));
-    Ok(out)
+    Ok((out, rests))
 }
 
-/// Runs one scheme file against the warehouse (at `version` of its source table).
+/// Runs one scheme file against the warehouse (at `version` of its source
+/// table) on the published values.
 pub async fn run(wh: &Warehouse, scheme_path: &Path, version: Option<i64>) -> Result<Assessment> {
+    run_with(wh, scheme_path, version, Values::Published).await
+}
+
+/// Runs one scheme file on the `values` chosen.
+pub async fn run_with(
+    wh: &Warehouse,
+    scheme_path: &Path,
+    version: Option<i64>,
+    values: Values,
+) -> Result<Assessment> {
     let scheme = Scheme::load(scheme_path)?;
     let (ctx, source, read) = open_source(wh, scheme.unit, version).await?;
-    let units = units_of(&ctx, &scheme, scheme.year).await?;
+    let (units, queried) = units_of(&ctx, &scheme, scheme.year, values).await?;
     if units.is_empty() {
         return Err(Error::NoUnits {
             path: scheme_path.to_path_buf(),
@@ -171,7 +258,19 @@ pub async fn run(wh: &Warehouse, scheme_path: &Path, version: Option<i64>) -> Re
     }
     let results = assess(&scheme, &units);
     let intervals = robustness(&scheme, &units);
-    let prev_units = units_of(&ctx, &scheme, scheme.year - 1).await?;
+    let other_ranks = if queried.is_empty() {
+        None
+    } else {
+        let (other, _) = units_of(&ctx, &scheme, scheme.year, values.other()).await?;
+        Some(
+            assess(&scheme, &other)
+                .into_iter()
+                .map(|r| (r.id, r.rank))
+                .collect(),
+        )
+    };
+    // The previous year as published: its queries are its own year's.
+    let (prev_units, _) = units_of(&ctx, &scheme, scheme.year - 1, Values::Published).await?;
     let mut previous_ranks = BTreeMap::new();
     if !prev_units.is_empty() {
         for r in assess(&scheme, &prev_units) {
@@ -193,6 +292,9 @@ pub async fn run(wh: &Warehouse, scheme_path: &Path, version: Option<i64>) -> Re
         ran_at: Utc::now(),
     };
     let mut a = Assessment {
+        values,
+        queried,
+        other_ranks,
         scheme,
         provenance,
         results,
@@ -203,6 +305,12 @@ pub async fn run(wh: &Warehouse, scheme_path: &Path, version: Option<i64>) -> Re
         group_labels: group_labels(wh, scheme_unit),
     };
     a.tables = layout(&a);
+    if a.values == Values::Held {
+        // Beside the published tables, never over them.
+        for t in &mut a.tables {
+            t.name.push_str("_held");
+        }
+    }
     Ok(a)
 }
 
@@ -366,6 +474,13 @@ fn level_table(a: &Assessment, base: &str) -> Table {
         ("strongest".into(), "优势指标".into()),
         ("weakest".into(), "劣势指标".into()),
     ]);
+    if a.other_ranks.is_some() {
+        cols.push(("queried".into(), "待核实".into()));
+        cols.push(match a.values {
+            Values::Published => ("held_rank".into(), "待核实值按期望值计排名".into()),
+            Values::Held => ("published_rank".into(), "公布值排名".into()),
+        });
+    }
     if a.intervals.is_some() {
         cols.extend([
             ("mc_median_rank".to_string(), "模拟中位排名".to_string()),
@@ -426,6 +541,14 @@ fn level_table(a: &Assessment, base: &str) -> Table {
                     .map(|x| label(s, x))
                     .unwrap_or_default(),
             ));
+            if let Some(other) = &a.other_ranks {
+                row.push(V::Text(queried_zh(s, a.queried.get(&r.id))));
+                // Only where the two rankings differ.
+                row.push(match other.get(&r.id) {
+                    Some(&o) if o != r.rank => V::Int(o as i64),
+                    _ => V::Null,
+                });
+            }
             if let Some(iv) = &a.intervals {
                 row.push(V::Int(iv[u].median as i64));
                 row.push(V::Int(iv[u].p05 as i64));
@@ -440,12 +563,40 @@ fn level_table(a: &Assessment, base: &str) -> Table {
             row
         })
         .collect();
+    let title = s.title.clone().unwrap_or_else(|| s.name.clone());
     Table {
         name: base.to_string(),
-        title: s.title.clone().unwrap_or_else(|| s.name.clone()),
+        title: match a.values {
+            Values::Published => title,
+            Values::Held => format!("{title}（待核实值按期望值计）"),
+        },
         columns: cols,
         rows,
     }
+}
+
+/// 待核实 of a unit's row: per indicator resting on open queries, their
+/// count and share of its numerator (`R&D经费投入强度 2项，占分子0.41%`).
+fn queried_zh(s: &Scheme, q: Option<&Vec<Option<Queried>>>) -> String {
+    let Some(q) = q else {
+        return String::new();
+    };
+    q.iter()
+        .enumerate()
+        .filter_map(|(i, x)| {
+            let x = x.as_ref()?;
+            let share = x
+                .share
+                .map(|v| format!("，占分子{:.2}%", v * 100.0))
+                .unwrap_or_default();
+            Some(format!(
+                "{} {}项{share}",
+                label(s, &s.indicators[i].id),
+                x.count
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("；")
 }
 
 /// Writes each table as the Delta table `marts/assessment_<name>` (overwrite),

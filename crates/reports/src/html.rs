@@ -33,6 +33,7 @@ dl.prov dt{font-weight:600}dl.prov dd{margin:0;word-break:break-all}\
 .card{border:1px solid var(--line);border-radius:6px;padding:8px 10px;border-top-width:4px}\
 .card.red{border-top-color:var(--red)}.card.yellow{border-top-color:#d4a72c}.card.green{border-top-color:var(--green)}.card.none{border-top-color:var(--none)}\
 .card h4{margin:0 0 2px;font-size:.9rem}.card .nums{font-size:.8rem;color:var(--muted)}\
+.card .queried{font-size:.8rem;color:#9a6700;background:#fff8c5;padding:1px 4px;margin-top:2px}\
 .counts{font-size:.85rem;color:var(--muted)}\
 nav.top{font-size:.85rem;margin-bottom:8px}nav.top a{margin-right:12px}\
 .muted{color:var(--muted)}\

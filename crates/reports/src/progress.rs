@@ -156,6 +156,24 @@ pub struct ProgressRow {
     pub time_progress: f64,
     pub status: Option<Light>,
     pub reason: Option<String>,
+    /// Open review queries on values this one is computed from (待核实),
+    /// and their share of its numerator.
+    pub queried: i64,
+    pub queried_share: Option<f64>,
+}
+
+impl ProgressRow {
+    /// 待核实 in Chinese (`2项，占分子0.41%`); empty when nothing is queried.
+    pub fn queried_zh(&self) -> String {
+        if self.queried == 0 {
+            return String::new();
+        }
+        let share = self
+            .queried_share
+            .map(|v| format!("，占分子{:.2}%", v * 100.0))
+            .unwrap_or_default();
+        format!("{}项{share}", self.queried)
+    }
 }
 
 /// `YYYY-MM` of the given year → month.
@@ -183,11 +201,13 @@ pub async fn progress(
     month: u32,
 ) -> Result<Vec<ProgressRow>> {
     let sql = format!(
-        "select d.code, d.name, d.level, i.indicator_id, i.value, i.reason, d.parent_code \
+        "select d.code, d.name, d.level, i.indicator_id, i.value, i.reason, d.parent_code, \
+                i.queried, i.queried_share \
          from ref.divisions d left join (select * from marts.indicators where year = {year} and as_of_month = {month}) i \
          on i.division_code = d.code"
     );
-    let mut actual: BTreeMap<(String, String), (Option<f64>, Option<String>)> = BTreeMap::new();
+    type Actual = (Option<f64>, Option<String>, i64, Option<f64>);
+    let mut actual: BTreeMap<(String, String), Actual> = BTreeMap::new();
     let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut parents: BTreeMap<String, String> = BTreeMap::new();
     for b in ctx.sql(&sql).await?.collect().await? {
@@ -195,6 +215,8 @@ pub async fn progress(
         let (code, name, level, id, reason) = (s(0)?, s(1)?, s(2)?, s(3)?, s(5)?);
         let parent = s(6)?;
         let value = stmon_models::float_column(&b, 4)?;
+        let queried = stmon_models::float_column(&b, 7)?;
+        let share = stmon_models::float_column(&b, 8)?;
         for r in 0..b.num_rows() {
             names.insert(
                 code.value(r).to_string(),
@@ -209,6 +231,12 @@ pub async fn progress(
                     (
                         value.is_valid(r).then(|| value.value(r)),
                         reason.is_valid(r).then(|| reason.value(r).to_string()),
+                        if queried.is_valid(r) {
+                            queried.value(r) as i64
+                        } else {
+                            0
+                        },
+                        share.is_valid(r).then(|| share.value(r)),
                     ),
                 );
             }
@@ -224,15 +252,18 @@ pub async fn progress(
                     indicator: id.clone(),
                     code: code.clone(),
                 })?;
-            let (value, reason) = match actual.get(&(code.clone(), id.clone())) {
-                Some(v) => v.clone(),
-                None => (
-                    None,
-                    Some(format!(
-                        "no value in marts.indicators for {year}, month {month}"
-                    )),
-                ),
-            };
+            let (value, reason, queried, queried_share) =
+                match actual.get(&(code.clone(), id.clone())) {
+                    Some(v) => v.clone(),
+                    None => (
+                        None,
+                        Some(format!(
+                            "no value in marts.indicators for {year}, month {month}"
+                        )),
+                        0,
+                        None,
+                    ),
+                };
             let (completion, time_progress, status) = match value {
                 Some(a) => {
                     let (c, t, l) = assess(ind.kind, a, *target, month);
@@ -268,6 +299,8 @@ pub async fn progress(
                 time_progress,
                 status,
                 reason,
+                queried,
+                queried_share,
             });
         }
     }
@@ -327,7 +360,7 @@ fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-pub const HEADERS_ZH: [&str; 11] = [
+pub const HEADERS_ZH: [&str; 12] = [
     "区划代码",
     "区划名称",
     "层级",
@@ -339,6 +372,7 @@ pub const HEADERS_ZH: [&str; 11] = [
     "时间进度",
     "状态",
     "说明",
+    "待核实",
 ];
 
 /// Writes the table as CSV (UTF-8 with BOM, so Excel on Windows opens it) and XLSX.
@@ -361,6 +395,7 @@ pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<
             &r.time_progress.to_string(),
             r.status.map(|s| s.zh()).unwrap_or(""),
             r.reason.as_deref().unwrap_or(""),
+            &r.queried_zh(),
         ])
         .map_err(|e| io(csv_path, e.to_string()))?;
     }
@@ -424,6 +459,9 @@ pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<
         }
         if let Some(reason) = &r.reason {
             sheet.write_string(row, 10, reason).map_err(x)?;
+        }
+        if r.queried > 0 {
+            sheet.write_string(row, 11, r.queried_zh()).map_err(x)?;
         }
     }
     sheet.set_freeze_panes(1, 0).map_err(x)?;
@@ -708,16 +746,20 @@ impl Page {
          图中虚线为时间进度，实线为逐月完成率。</p>",
     );
         // Overview: one row per division.
-        h.push_str("<h2>总览</h2><div class=\"wide\"><table class=\"overview\"><thead><tr><th>区划</th><th>红</th><th>黄</th><th>绿</th><th>无数据</th></tr></thead><tbody>");
+        h.push_str("<h2>总览</h2><div class=\"wide\"><table class=\"overview\"><thead><tr><th>区划</th><th>红</th><th>黄</th><th>绿</th><th>无数据</th><th>待核实</th></tr></thead><tbody>");
         for (code, rs) in &divisions {
             let _ = write!(
             h,
-            "<tr data-division=\"{code}\"><td class=\"t\"><a href=\"#d-{code}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-division=\"{code}\"><td class=\"t\"><a href=\"#d-{code}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&rs[0].division_name),
             count(rs, Some(Light::Red)),
             count(rs, Some(Light::Yellow)),
             count(rs, Some(Light::Green)),
-            count(rs, None)
+            count(rs, None),
+            match rs.iter().filter(|r| r.queried > 0).count() {
+                0 => String::new(),
+                n => format!("{n} 项指标"),
+            }
         );
         }
         h.push_str("</tbody></table></div>");
@@ -793,7 +835,7 @@ impl Page {
                 h,
                 "<div class=\"card {class}\" data-indicator=\"{}\" data-completion=\"{}\"><h4>{}</h4>\
                  <div><span class=\"light {class}\">{word}</span> 完成率 <b>{}</b> · 应达 {}</div>\
-                 <div class=\"nums\">实际 {} / 目标 {}{}</div>{}</div>",
+                 <div class=\"nums\">实际 {} / 目标 {}{}</div>{}{}</div>",
                 esc(&r.indicator_id),
                 r.completion.map(|c| format!("{c:.4}")).unwrap_or_default(),
                 esc(&r.label),
@@ -805,6 +847,15 @@ impl Page {
                     .as_deref()
                     .map(|x| format!("<br>{}", esc(&reason_zh(x))))
                     .unwrap_or_default(),
+                if r.queried > 0 {
+                    format!(
+                        "<div class=\"queried\" data-queried=\"{}\">待核实：{}（审核查询未答复，值可能变动）</div>",
+                        r.queried,
+                        esc(&r.queried_zh())
+                    )
+                } else {
+                    String::new()
+                },
                 html::month_chart(
                     &points,
                     r.kind == Kind::Cumulative,
@@ -1029,6 +1080,8 @@ mod tests {
             time_progress: 0.5,
             status,
             reason: None,
+            queried: 0,
+            queried_share: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! whole by the next one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
@@ -139,14 +140,17 @@ pub async fn review(wh: &Warehouse, opts: &Options) -> Result<Summary> {
     for form in wh.catalog.forms.values() {
         let Some(review) = &form.review else { continue };
         let filter = (through.is_some()).then_some(new_batches.as_slice());
-        let units = review_form(&ctx, form, review, filter).await?;
-        summary.units.insert(form.name.clone(), units.len() as u64);
-        for u in units {
+        // Each unit is merged as the walk finishes it: its rows go with it.
+        let mut units = 0u64;
+        review_form(&ctx, form, review, filter, |u| {
+            units += 1;
             let old = by_unit
                 .remove(&(form.name.clone(), u.unit.clone()))
                 .unwrap_or_default();
             merge(old, u, now, &latest, &mut out, &mut summary);
-        }
+        })
+        .await?;
+        summary.units.insert(form.name.clone(), units);
     }
     out.extend(by_unit.into_values().flatten());
     if wh.catalog.form(RESPONSE_FORM).is_some() {
@@ -355,21 +359,49 @@ fn unit_expr(form: &Form) -> String {
 /// One unit's values and the queries the rules raise on them.
 pub(crate) struct UnitReview {
     pub unit: String,
-    /// (period, column) → (value, the batch of its row).
-    pub values: HashMap<(String, String), (Option<f64>, String)>,
+    /// The unit's rows (their values in the order of `cols`).
+    rows: Vec<Obs>,
+    cols: std::sync::Arc<[String]>,
     pub found: Vec<Query>,
 }
 
-/// A row of the touched units' values.
+impl UnitReview {
+    /// The value of (period, column) and the batch of its row. Looked up
+    /// only for the unit's earlier queries (few): a scan, not a map built
+    /// for every unit.
+    fn value(&self, period: &str, column: &str) -> Option<(Option<f64>, String)> {
+        let c = self.cols.iter().position(|x| x == column)?;
+        self.rows
+            .iter()
+            .find(|o| &*o.period == period)
+            .map(|o| (o.values[c], o.batch.to_string()))
+    }
+}
+
+/// A row of the touched units' values. Its texts are shared: a unit's
+/// rows mostly repeat the one before (county, name, batch, groups), and a
+/// form has few periods, so millions of rows make few strings.
 struct Obs {
-    period: String,
+    period: Arc<str>,
     year: i32,
     sub: usize,
-    division: Option<String>,
-    name: Option<String>,
-    batch: String,
+    division: Option<Arc<str>>,
+    name: Option<Arc<str>>,
+    batch: Arc<str>,
     values: Vec<Option<f64>>,
-    groups: Vec<Option<String>>,
+    groups: Vec<Option<Arc<str>>>,
+}
+
+/// A text column's value as the one before when equal (a new string when not).
+fn reuse(last: &mut Option<Arc<str>>, s: &str) -> Arc<str> {
+    match last {
+        Some(a) if &**a == s => a.clone(),
+        _ => {
+            let a: Arc<str> = s.into();
+            *last = Some(a.clone());
+            a
+        }
+    }
 }
 
 async fn review_form(
@@ -377,8 +409,9 @@ async fn review_form(
     form: &Form,
     review: &Review,
     batches: Option<&[String]>,
-) -> Result<Vec<UnitReview>> {
-    let cols = value_columns(review);
+    mut each: impl FnMut(UnitReview),
+) -> Result<()> {
+    let cols: std::sync::Arc<[String]> = value_columns(review).into();
     let period = form
         .period_column()
         .expect("checked at load: a reviewed form has a period")
@@ -442,178 +475,235 @@ async fn review_form(
         select.join(", "),
         form.name
     );
-    let totals = match &review.division {
-        Some(d) => division_totals(ctx, form, d, &period, &cols).await?,
-        None => HashMap::new(),
-    };
-    let bounds = peer_bounds(ctx, form, review, &period).await?;
+    let (totals, bounds) = references(ctx, form, review, &period, &cols, &peer_groups).await?;
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
-    let mut out = Vec::new();
     let mut rows: Vec<Obs> = Vec::new();
     let mut current: Option<String> = None;
+    let mut periods: HashSet<Arc<str>> = HashSet::new();
+    let (mut last_d, mut last_n, mut last_b) = (None, None, None);
+    let mut last_g: Vec<Option<Arc<str>>> = vec![None; peer_groups.len()];
     let env = Env {
         form,
         review,
-        cols: &cols,
+        cols: cols.clone(),
         groups: &peer_groups,
         totals: &totals,
         bounds: &bounds,
     };
     while let Some(b) = stream.try_next().await? {
         let b: RecordBatch = b;
-        let text = |i: usize| -> Result<arrow::array::StringArray> { utf8(b.column(i)) };
+        let text = |i: usize| TextCol::of(b.column(i));
         let (u, p, d, n, bt) = (text(0)?, text(1)?, text(2)?, text(3)?, text(4)?);
         let vals: Vec<_> = (0..cols.len())
             .map(|i| b.column(5 + i).as_primitive::<Float64Type>().clone())
             .collect();
-        let gs: Vec<_> = (0..peer_groups.len())
+        let gs: Vec<TextCol> = (0..peer_groups.len())
             .map(|i| text(5 + cols.len() + i))
             .collect::<Result<_>>()?;
         for r in 0..b.num_rows() {
-            if u.is_null(r) || p.is_null(r) {
+            let (Some(unit), Some(pv)) = (u.get(r), p.get(r)) else {
                 continue;
-            }
-            let unit = u.value(r);
+            };
             if current.as_deref() != Some(unit) {
                 if let Some(prev) = current.take() {
-                    out.push(env.unit(prev, std::mem::take(&mut rows)));
+                    each(env.unit(prev, std::mem::take(&mut rows)));
                 }
                 current = Some(unit.to_string());
             }
-            let Some((year, sub)) = parse_period(form.frequency, p.value(r)) else {
+            let Some((year, sub)) = parse_period(form.frequency, pv) else {
                 continue;
             };
-            let opt = |a: &arrow::array::StringArray| a.is_valid(r).then(|| a.value(r).to_string());
+            let period = match periods.get(pv) {
+                Some(x) => x.clone(),
+                None => {
+                    let x: Arc<str> = pv.into();
+                    periods.insert(x.clone());
+                    x
+                }
+            };
+            let opt = |a: &TextCol, last: &mut Option<Arc<str>>| a.get(r).map(|v| reuse(last, v));
             rows.push(Obs {
-                period: p.value(r).to_string(),
+                period,
                 year,
                 sub,
-                division: opt(&d),
-                name: opt(&n),
-                batch: bt.value(r).to_string(),
+                division: opt(&d, &mut last_d),
+                name: opt(&n, &mut last_n),
+                batch: reuse(&mut last_b, bt.get(r).unwrap_or_default()),
                 values: vals
                     .iter()
                     .map(|a| a.is_valid(r).then(|| a.value(r)))
                     .collect(),
-                groups: gs.iter().map(opt).collect(),
+                groups: gs
+                    .iter()
+                    .zip(last_g.iter_mut())
+                    .map(|(a, last)| opt(a, last))
+                    .collect(),
             });
         }
     }
     if let Some(prev) = current.take() {
-        out.push(env.unit(prev, rows));
+        each(env.unit(prev, rows));
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Division totals per (division, period): one per value column.
-async fn division_totals(
-    ctx: &SessionContext,
-    form: &Form,
-    division: &str,
-    period: &str,
-    cols: &[String],
-) -> Result<HashMap<(String, String), Vec<f64>>> {
-    let sums: Vec<String> = cols
-        .iter()
-        .map(|c| format!("coalesce(sum(cast(\"{c}\" as double)), 0)"))
-        .collect();
-    let sql = format!(
-        "select cast(\"{division}\" as varchar), cast(\"{period}\" as varchar), {} from current.{} group by 1, 2",
-        sums.join(", "),
-        form.name
-    );
-    let mut out = HashMap::new();
-    for b in ctx.sql(&sql).await?.collect().await? {
-        let d = utf8(b.column(0))?;
-        let p = utf8(b.column(1))?;
-        for r in 0..b.num_rows() {
-            if d.is_null(r) || p.is_null(r) {
-                continue;
-            }
-            let v = (0..cols.len())
-                .map(|i| b.column(2 + i).as_primitive::<Float64Type>().value(r))
-                .collect();
-            out.insert((d.value(r).to_string(), p.value(r).to_string()), v);
+/// A text column as DataFusion hands it out (a view, or plain), read in place.
+enum TextCol {
+    View(arrow::array::StringViewArray),
+    Plain(arrow::array::StringArray),
+}
+
+impl TextCol {
+    fn of(a: &arrow::array::ArrayRef) -> Result<Self> {
+        Ok(match a.data_type() {
+            arrow::datatypes::DataType::Utf8View => TextCol::View(a.as_string_view().clone()),
+            _ => TextCol::Plain(utf8(a)?),
+        })
+    }
+    fn get(&self, i: usize) -> Option<&str> {
+        match self {
+            TextCol::View(a) => a.is_valid(i).then(|| a.value(i)),
+            TextCol::Plain(a) => a.is_valid(i).then(|| a.value(i)),
         }
     }
-    Ok(out)
 }
 
-/// Peer bounds per (rule index, group values joined by `\u{1f}`, period),
-/// from every current unit of the group in the period (SQL: the median
-/// ratio, then the quartiles of the effects).
-async fn peer_bounds(
+/// Division totals per division, then period: one per value column.
+type Totals = HashMap<String, HashMap<String, Vec<f64>>>;
+
+/// Peer bounds per rule index, then per group values and period joined by
+/// `\u{1f}`.
+type Bounds = HashMap<usize, HashMap<String, HbBounds>>;
+
+/// The references the rules judge against, from every current unit of the
+/// form in one unsorted pass: the division totals (for scores) and the
+/// peer rules' Hidiroglou–Berthelot bounds per group and period (units with
+/// both sides above zero; groups under `min_units` have none).
+async fn references(
     ctx: &SessionContext,
     form: &Form,
     review: &Review,
     period: &str,
-) -> Result<HashMap<(usize, String, String), HbBounds>> {
-    let mut out = HashMap::new();
-    for (ri, r) in review.rules.iter().enumerate() {
-        let RuleKind::Peer {
-            over,
-            group_by,
-            min_units,
-            hb,
-        } = &r.kind
-        else {
-            continue;
-        };
-        let g: Vec<String> = group_by
+    cols: &[String],
+    groups: &[String],
+) -> Result<(Totals, Bounds)> {
+    let division = review
+        .division
+        .as_ref()
+        .map(|d| format!("cast(\"{d}\" as varchar)"))
+        .unwrap_or_else(|| "cast(null as varchar)".into());
+    let mut select = vec![
+        format!("{division} as _d"),
+        format!("cast(\"{period}\" as varchar) as _p"),
+    ];
+    select.extend(
+        cols.iter()
+            .enumerate()
+            .map(|(i, c)| format!("cast(\"{c}\" as double) as _v{i}")),
+    );
+    select.extend(
+        groups
             .iter()
-            .map(|c| format!("cast(\"{c}\" as varchar)"))
+            .enumerate()
+            .map(|(i, c)| format!("cast(\"{c}\" as varchar) as _g{i}")),
+    );
+    // (rule index, value column, over column, its group columns)
+    let peers: Vec<(usize, usize, usize, Vec<usize>)> = review
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(ri, r)| match &r.kind {
+            RuleKind::Peer { over, group_by, .. } => Some((
+                ri,
+                cols.iter().position(|c| *c == r.column)?,
+                cols.iter().position(|c| c == over)?,
+                group_by
+                    .iter()
+                    .map(|g| groups.iter().position(|x| x == g))
+                    .collect::<Option<Vec<usize>>>()?,
+            )),
+            _ => None,
+        })
+        .collect();
+    let sql = format!("select {} from current.{}", select.join(", "), form.name);
+    let mut totals: Totals = HashMap::new();
+    let mut units: Vec<HashMap<String, Vec<(f64, f64)>>> = vec![HashMap::new(); peers.len()];
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    let mut key = String::new();
+    while let Some(b) = stream.try_next().await? {
+        let b: RecordBatch = b;
+        let (d, p) = (TextCol::of(b.column(0))?, TextCol::of(b.column(1))?);
+        let vals: Vec<_> = (0..cols.len())
+            .map(|i| b.column(2 + i).as_primitive::<Float64Type>().clone())
             .collect();
-        let key = format!("concat_ws(chr(31), {})", g.join(", "));
-        let sql = format!(
-            "with p as (select {key} as g, cast(\"{period}\" as varchar) as p, \
-                 cast(\"{x}\" as double) as x, cast(\"{over}\" as double) as y \
-                 from current.{f} where \"{x}\" > 0 and \"{over}\" > 0), \
-             m as (select g, p, median(x / y) as rm, count(*) as n from p group by g, p having count(*) >= {min_units}), \
-             e as (select p.g, p.p, m.rm, m.n, \
-                 (case when x / y < m.rm then 1 - m.rm / (x / y) else (x / y) / m.rm - 1 end) \
-                 * power(greatest(x, y), {u}) as eff \
-                 from p join m on p.g = m.g and p.p = m.p) \
-             select g, p, max(rm), max(n), \
-                 percentile_cont(0.25) within group (order by eff), \
-                 percentile_cont(0.5) within group (order by eff), \
-                 percentile_cont(0.75) within group (order by eff) \
-             from e group by g, p",
-            x = r.column,
-            f = form.name,
-            u = hb.u,
-        );
-        for b in ctx.sql(&sql).await?.collect().await? {
-            let gcol = utf8(b.column(0))?;
-            let pcol = utf8(b.column(1))?;
-            let f = |i: usize, r: usize| b.column(i).as_primitive::<Float64Type>().value(r);
-            let n = arrow::compute::cast(b.column(3), &arrow::datatypes::DataType::Int64)?;
-            let n = n.as_primitive::<arrow::datatypes::Int64Type>();
-            for row in 0..b.num_rows() {
-                let (q1, em, q3) = (f(4, row), f(5, row), f(6, row));
-                let d1 = (em - q1).max((hb.a * em).abs());
-                let d3 = (q3 - em).max((hb.a * em).abs());
-                out.insert(
-                    (ri, gcol.value(row).to_string(), pcol.value(row).to_string()),
-                    HbBounds {
-                        median_ratio: f(2, row),
-                        low: em - hb.c * d1,
-                        high: em + hb.c * d3,
-                        units: n.value(row) as usize,
-                    },
-                );
+        let gs: Vec<TextCol> = (0..groups.len())
+            .map(|i| TextCol::of(b.column(2 + cols.len() + i)))
+            .collect::<Result<_>>()?;
+        let v = |c: usize, r: usize| vals[c].is_valid(r).then(|| vals[c].value(r));
+        for r in 0..b.num_rows() {
+            let Some(period) = p.get(r) else { continue };
+            if let Some(d) = d.get(r) {
+                // Lookups by borrowed text: a new key only once per
+                // (division, period).
+                if !totals.contains_key(d) {
+                    totals.insert(d.to_string(), HashMap::new());
+                }
+                let by_period = totals.get_mut(d).expect("inserted");
+                if !by_period.contains_key(period) {
+                    by_period.insert(period.to_string(), vec![0.0; cols.len()]);
+                }
+                let t = by_period.get_mut(period).expect("inserted");
+                for (c, x) in t.iter_mut().enumerate() {
+                    *x += v(c, r).unwrap_or(0.0);
+                }
+            }
+            'peers: for (k, (_, x, y, g)) in peers.iter().enumerate() {
+                let (Some(x), Some(y)) = (v(*x, r), v(*y, r)) else {
+                    continue;
+                };
+                if x <= 0.0 || y <= 0.0 {
+                    continue;
+                }
+                key.clear();
+                for &gi in g {
+                    let Some(s) = gs[gi].get(r) else {
+                        continue 'peers;
+                    };
+                    key.push_str(s);
+                    key.push('\u{1f}');
+                }
+                key.push_str(period);
+                match units[k].get_mut(key.as_str()) {
+                    Some(u) => u.push((x, y)),
+                    None => {
+                        units[k].insert(key.clone(), vec![(x, y)]);
+                    }
+                }
             }
         }
     }
-    Ok(out)
+    let mut bounds: Bounds = HashMap::new();
+    for ((ri, _, _, _), groups) in peers.iter().zip(units) {
+        let RuleKind::Peer { min_units, hb, .. } = &review.rules[*ri].kind else {
+            unreachable!("a peer rule")
+        };
+        let out = bounds.entry(*ri).or_default();
+        for (key, us) in groups {
+            if let Some(b) = rules::hb_bounds(&us, hb, *min_units) {
+                out.insert(key, b);
+            }
+        }
+    }
+    Ok((totals, bounds))
 }
 
 struct Env<'a> {
     form: &'a Form,
     review: &'a Review,
-    cols: &'a [String],
+    cols: std::sync::Arc<[String]>,
     groups: &'a [String],
-    totals: &'a HashMap<(String, String), Vec<f64>>,
-    bounds: &'a HashMap<(usize, String, String), HbBounds>,
+    totals: &'a Totals,
+    bounds: &'a Bounds,
 }
 
 impl Env<'_> {
@@ -714,19 +804,24 @@ impl Env<'_> {
                                 .expect("a group column")
                         })
                         .collect();
-                    for (i, row) in rows.iter().enumerate() {
+                    let Some(bounds) = self.bounds.get(&ri) else {
+                        continue;
+                    };
+                    let mut key = String::new();
+                    'rows: for (i, row) in rows.iter().enumerate() {
                         let (Some(x), Some(y)) = (row.values[c], row.values[o]) else {
                             continue;
                         };
-                        let Some(key) = gi
-                            .iter()
-                            .map(|&g| row.groups[g].clone())
-                            .collect::<Option<Vec<String>>>()
-                        else {
-                            continue;
-                        };
-                        let key = key.join("\u{1f}");
-                        if let Some(b) = self.bounds.get(&(ri, key, row.period.clone())) {
+                        key.clear();
+                        for &g in &gi {
+                            let Some(v) = &row.groups[g] else {
+                                continue 'rows;
+                            };
+                            key.push_str(v);
+                            key.push('\u{1f}');
+                        }
+                        key.push_str(&row.period);
+                        if let Some(b) = bounds.get(key.as_str()) {
                             if let Some(mut f) = rules::peer(x, y, b, hb.u) {
                                 f.period = row.sub;
                                 found.entry((i, c)).or_default().push((ri, f));
@@ -760,15 +855,6 @@ impl Env<'_> {
             });
         }
         found.retain(|_, fs| !fs.is_empty());
-        let mut values = HashMap::new();
-        for row in &rows {
-            for (c, name) in self.cols.iter().enumerate() {
-                values.insert(
-                    (row.period.clone(), name.clone()),
-                    (row.values[c], row.batch.clone()),
-                );
-            }
-        }
         let mut out = Vec::new();
         for ((i, c), fs) in found {
             let row = &rows[i];
@@ -805,9 +891,9 @@ impl Env<'_> {
                 form: self.form.name.clone(),
                 unit_column: self.form.unit_key().join("|"),
                 unit: unit.clone(),
-                name: row.name.clone(),
-                division: row.division.clone(),
-                period: row.period.clone(),
+                name: row.name.as_deref().map(str::to_string),
+                division: row.division.as_deref().map(str::to_string),
+                period: row.period.to_string(),
                 column: column.clone(),
                 reported: best.1.reported,
                 expected: best.1.expected,
@@ -823,7 +909,7 @@ impl Env<'_> {
                 score: best.2,
                 high_score: best.2 >= self.review.high_score,
                 status: Status::Open,
-                opened_batch: row.batch.clone(),
+                opened_batch: row.batch.to_string(),
                 opened_at: DateTime::<Utc>::MIN_UTC,
                 closed_batch: None,
                 closed_at: None,
@@ -833,7 +919,8 @@ impl Env<'_> {
         }
         UnitReview {
             unit,
-            values,
+            rows,
+            cols: self.cols.clone(),
             found: out,
         }
     }
@@ -845,7 +932,8 @@ impl Env<'_> {
         let base = match (&self.review.division, &row.division) {
             (Some(_), Some(d)) => self
                 .totals
-                .get(&(d.clone(), row.period.clone()))
+                .get(&**d)
+                .and_then(|t| t.get(&*row.period))
                 .map(|t| t[col] - f.reported + f.expected),
             _ => None,
         }
@@ -858,14 +946,16 @@ impl Env<'_> {
 /// Merges one unit's new findings with its earlier queries.
 fn merge(
     old: Vec<Query>,
-    u: UnitReview,
+    mut u: UnitReview,
     now: DateTime<Utc>,
     latest: &str,
     out: &mut Vec<Query>,
     s: &mut Summary,
 ) {
-    let mut found: HashMap<String, Query> = u
-        .found
+    if old.is_empty() && u.found.is_empty() {
+        return;
+    }
+    let mut found: HashMap<String, Query> = std::mem::take(&mut u.found)
         .into_iter()
         .map(|q| (q.query_id.clone(), q))
         .collect();
@@ -882,9 +972,7 @@ fn merge(
     for mut q in old {
         let cell = (q.period.clone(), q.column.clone());
         let (value, batch) = u
-            .values
-            .get(&cell)
-            .cloned()
+            .value(&q.period, &q.column)
             .unwrap_or((None, latest.to_string()));
         let same = value == Some(q.reported);
         match q.status {

@@ -237,6 +237,19 @@ impl TableProvider for SnapshotTable {
             let df_schema = DFSchema::try_from(scan_schema.as_ref().clone())?;
             source = source.with_predicate(state.create_physical_expr(expr, &df_schema)?);
         }
+        if self.spec.files.is_empty() {
+            // A table with no file (a model that wrote no row): a scan of no
+            // partition is refused by Ballista's plan checks ("does not
+            // satisfy distribution requirements" under an aggregate), an
+            // empty plan of one partition is not.
+            let wanted: Vec<usize> = match projection {
+                Some(p) => p.clone(),
+                None => (0..self.schema.fields().len()).collect(),
+            };
+            return Ok(Arc::new(datafusion::physical_plan::empty::EmptyExec::new(
+                Arc::new(self.schema.project(&wanted)?),
+            )));
+        }
         let mut files = Vec::with_capacity(self.spec.files.len());
         for f in &self.spec.files {
             let values = partition_fields

@@ -223,6 +223,14 @@ async fn register_form_views(
     Ok(())
 }
 
+/// `review.queries` in a warehouse no review has run on: no rows, the
+/// columns the models read (the table's schema: stmon-review's `queries`).
+const NO_QUERIES: &str = "create or replace view review.queries as \
+     select cast(null as varchar) as form, cast(null as varchar) as unit, \
+     cast(null as varchar) as period, cast(null as varchar) as \"column\", \
+     cast(null as double) as reported, cast(null as double) as expected, \
+     cast(null as varchar) as status where false";
+
 /// Creates the warehouse's schemas (`delta`, `raw`, `current`, `audit`,
 /// `review`) in a session.
 fn ensure_schemas(ctx: &SessionContext) -> Result<()> {
@@ -345,7 +353,9 @@ impl Warehouse {
         for form in self.catalog.forms.values() {
             register_form_views(ctx, form, None).await?;
         }
-        // The review's queries (stmon-review), once a review has run.
+        // The review's queries (stmon-review), once a review has run; before
+        // the first, no query with the columns the models read
+        // (sql/intermediate/division_queried.sql).
         let queries = TableId::new("review", "queries");
         if self.register_if_exists(ctx, &queries).await? {
             q(format!(
@@ -353,6 +363,8 @@ impl Warehouse {
                 queries.session_name()
             ))
             .await?;
+        } else {
+            q(NO_QUERIES.to_string()).await?;
         }
         Ok(())
     }
