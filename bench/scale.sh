@@ -12,10 +12,12 @@
 #    bench/peer/requirements.txt) and generates the fixtures once (seed 2023);
 # 2. the peer: `load` (every form typed and validated into Parquet plus a
 #    quarantine) and `compute` (marts.indicators with stmon's model SQL);
-# 3. stmon: `stmon ingest` into an empty warehouse, `stmon models run`;
+# 3. stmon: `stmon ingest` into an empty warehouse, `stmon models run`,
+#    `stmon review run` (every unit; its share of ingest + models);
 # 4. compares the two, cell by cell, and the rejected rows: exits 1 if they differ;
-# 5. stmon's nights: `stmon run` with nothing new, then with 1 % of the
-#    enterprise_rd rows as later corrections;
+# 5. stmon's nights: `stmon run` (ingest, review, models, tests) with nothing
+#    new, then with 1 % of the enterprise_rd rows as later corrections (the
+#    review's recall: bench/review.sh);
 # 6. with a binary built with `--features cluster` (unless NO_CLUSTER=1): the
 #    models step again on an Apache Ballista cluster on this machine, a
 #    scheduler and 1, then 2 executors (`stmon cluster …`, the same total
@@ -61,6 +63,7 @@ step peer_load "$PY" bench/peer/peer.py load --data "$DATA/submissions" --divisi
 step peer_compute "$PY" bench/peer/peer.py compute --divisions "$DATA/divisions.csv" --out "$PEER"
 step stmon_ingest "$BIN" "${ST[@]}" ingest "$DATA/submissions"
 step stmon_models "$BIN" "${ST[@]}" models run
+step stmon_review "$BIN" "${ST[@]}" review run
 
 "$BIN" "${ST[@]}" sql --format csv -c \
   "select year, as_of_month, division_code, indicator_id, value, numerator, denominator, reason from marts.indicators" > "$WORK/stmon-indicators.csv"
@@ -77,7 +80,7 @@ cat > "$WORK/pipeline.yaml" <<YAML
 name: bench-$SCALE
 year: 2023
 inbox: $WORK/inbox
-steps: [${STEPS:-ingest, models, tests}]
+steps: [${STEPS:-ingest, review, models, tests}]
 YAML
 step night_nothing_new "$BIN" "${ST[@]}" run "$WORK/pipeline.yaml"
 NEW=$("$PY" bench/peer/peer.py corrections --data "$DATA/submissions" --share 0.01 --out "$WORK/inbox/night-corrections.csv")
@@ -154,6 +157,7 @@ printf '%-34s %10.1f %10d\n' "peer load (validated, to Parquet)" "$(t peer_load)
 printf '%-34s %10.1f %10d   %s\n' "stmon ingest (empty warehouse)" "$(t stmon_ingest)" "$(m stmon_ingest)" "$(r "$(t stmon_ingest)" "$(t peer_load)")"
 printf '%-34s %10.1f %10d\n' "peer compute (marts.indicators)" "$(t peer_compute)" "$(m peer_compute)"
 printf '%-34s %10.1f %10d   %s\n' "stmon models run" "$(t stmon_models)" "$(m stmon_models)" "$(r "$(t stmon_models)" "$(t peer_compute)")"
+printf '%-34s %10.1f %10d   %s of ingest + models (issue 38: ≤ 0.15×)\n' "stmon review run (every unit)" "$(t stmon_review)" "$(m stmon_review)" "$(r "$(t stmon_review)" "$full")"
 printf '%-34s %10.1f %10d   %s of the full run\n' "stmon run, nothing new" "$(t night_nothing_new)" "$(m night_nothing_new)" "$(r "$(t night_nothing_new)" "$full")"
 printf '%-34s %10.1f %10d   %s of the full run\n' "stmon run, 1 % new ($NEW rows)" "$(t night_1pct)" "$(m night_1pct)" "$(r "$(t night_1pct)" "$full")"
 peak() { awk -F': ' '/Maximum resident set size/ {printf "%d", $2 / 1024}' "$1"; }

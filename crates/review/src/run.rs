@@ -459,29 +459,100 @@ async fn review_form(
             .enumerate()
             .map(|(i, c)| format!("cast(\"{c}\" as varchar) as _g{i}")),
     );
-    let filter = match batches {
-        None => String::new(),
-        Some(b) => format!(
-            " where {unit} in (select distinct {unit} from raw.{f} where _batch_id in ({}))",
-            b.iter()
-                .map(|x| format!("'{}'", x.replace('\'', "''")))
-                .collect::<Vec<_>>()
-                .join(", "),
+    let Some(batches) = batches else {
+        // Every unit: the references in one unsorted pass, then the walk
+        // over the rows sorted by unit and period (spilling), one unit at a
+        // time.
+        let t0 = std::time::Instant::now();
+        let mut refs = Refs::new(review, &cols, &peer_groups);
+        let slim = [&select[1..3], &select[5..]].concat();
+        let sql = format!("select {} from current.{}", slim.join(", "), form.name);
+        let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+        while let Some(b) = stream.try_next().await? {
+            refs.add(&b, 1, 0, 2)?;
+        }
+        let (totals, bounds) = refs.finish(review);
+        tracing::info!(form = %form.name, elapsed_ms = t0.elapsed().as_millis() as u64, "review references read");
+        let t0 = std::time::Instant::now();
+        let env = Env {
+            form,
+            review,
+            cols: cols.clone(),
+            groups: &peer_groups,
+            totals: &totals,
+            bounds: &bounds,
+        };
+        let sql = format!(
+            "select {} from current.{} order by _u, _p",
+            select.join(", "),
+            form.name
+        );
+        let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+        let mut reader = ObsReader::new(form, cols.len(), peer_groups.len());
+        let mut rows: Vec<Obs> = Vec::new();
+        let mut current: Option<String> = None;
+        while let Some(b) = stream.try_next().await? {
+            let cols_b = reader.columns(&b)?;
+            for r in 0..b.num_rows() {
+                let Some(unit) = cols_b.unit(r) else { continue };
+                if current.as_deref() != Some(unit) {
+                    if let Some(prev) = current.take() {
+                        each(env.unit(prev, std::mem::take(&mut rows)));
+                    }
+                    current = Some(unit.to_string());
+                }
+                if let Some(o) = reader.obs(&cols_b, r) {
+                    rows.push(o);
+                }
+            }
+        }
+        if let Some(prev) = current.take() {
+            each(env.unit(prev, rows));
+        }
+        tracing::info!(form = %form.name, elapsed_ms = t0.elapsed().as_millis() as u64, "review walk done");
+        return Ok(());
+    };
+    // A night: the units the new batches touched, then one unsorted pass
+    // over the form's current rows that takes the references from every row
+    // and keeps the touched units' rows (every period of them: few units),
+    // which are judged after it. One read of the form, no sort.
+    let list = batches
+        .iter()
+        .map(|x| format!("'{}'", x.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let touched: HashSet<String> = strings(
+        ctx,
+        &format!(
+            "select distinct {unit} from raw.{f} where _batch_id in ({list})",
             f = form.name
         ),
-    };
-    let sql = format!(
-        "select {} from current.{}{filter} order by _u, _p",
-        select.join(", "),
-        form.name
-    );
-    let (totals, bounds) = references(ctx, form, review, &period, &cols, &peer_groups).await?;
-    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
-    let mut rows: Vec<Obs> = Vec::new();
-    let mut current: Option<String> = None;
-    let mut periods: HashSet<Arc<str>> = HashSet::new();
-    let (mut last_d, mut last_n, mut last_b) = (None, None, None);
-    let mut last_g: Vec<Option<Arc<str>>> = vec![None; peer_groups.len()];
+    )
+    .await?
+    .into_iter()
+    .collect();
+    let t0 = std::time::Instant::now();
+    let mut refs = Refs::new(review, &cols, &peer_groups);
+    let mut units: HashMap<String, Vec<Obs>> = HashMap::new();
+    if !touched.is_empty() {
+        let sql = format!("select {} from current.{}", select.join(", "), form.name);
+        let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+        let mut reader = ObsReader::new(form, cols.len(), peer_groups.len());
+        while let Some(b) = stream.try_next().await? {
+            refs.add(&b, 2, 1, 5)?;
+            let cols_b = reader.columns(&b)?;
+            for r in 0..b.num_rows() {
+                let Some(unit) = cols_b.unit(r) else { continue };
+                if !touched.contains(unit) {
+                    continue;
+                }
+                if let Some(o) = reader.obs(&cols_b, r) {
+                    units.entry(unit.to_string()).or_default().push(o);
+                }
+            }
+        }
+    }
+    let (totals, bounds) = refs.finish(review);
     let env = Env {
         form,
         review,
@@ -490,61 +561,110 @@ async fn review_form(
         totals: &totals,
         bounds: &bounds,
     };
-    while let Some(b) = stream.try_next().await? {
-        let b: RecordBatch = b;
-        let text = |i: usize| TextCol::of(b.column(i));
-        let (u, p, d, n, bt) = (text(0)?, text(1)?, text(2)?, text(3)?, text(4)?);
-        let vals: Vec<_> = (0..cols.len())
-            .map(|i| b.column(5 + i).as_primitive::<Float64Type>().clone())
-            .collect();
-        let gs: Vec<TextCol> = (0..peer_groups.len())
-            .map(|i| text(5 + cols.len() + i))
-            .collect::<Result<_>>()?;
-        for r in 0..b.num_rows() {
-            let (Some(unit), Some(pv)) = (u.get(r), p.get(r)) else {
-                continue;
-            };
-            if current.as_deref() != Some(unit) {
-                if let Some(prev) = current.take() {
-                    each(env.unit(prev, std::mem::take(&mut rows)));
-                }
-                current = Some(unit.to_string());
-            }
-            let Some((year, sub)) = parse_period(form.frequency, pv) else {
-                continue;
-            };
-            let period = match periods.get(pv) {
-                Some(x) => x.clone(),
-                None => {
-                    let x: Arc<str> = pv.into();
-                    periods.insert(x.clone());
-                    x
-                }
-            };
-            let opt = |a: &TextCol, last: &mut Option<Arc<str>>| a.get(r).map(|v| reuse(last, v));
-            rows.push(Obs {
-                period,
-                year,
-                sub,
-                division: opt(&d, &mut last_d),
-                name: opt(&n, &mut last_n),
-                batch: reuse(&mut last_b, bt.get(r).unwrap_or_default()),
-                values: vals
-                    .iter()
-                    .map(|a| a.is_valid(r).then(|| a.value(r)))
-                    .collect(),
-                groups: gs
-                    .iter()
-                    .zip(last_g.iter_mut())
-                    .map(|(a, last)| opt(a, last))
-                    .collect(),
-            });
+    let mut units: Vec<(String, Vec<Obs>)> = units.into_iter().collect();
+    units.sort_by(|a, b| a.0.cmp(&b.0));
+    for (unit, mut rows) in units {
+        rows.sort_by(|a, b| a.period.cmp(&b.period));
+        each(env.unit(unit, rows));
+    }
+    tracing::info!(form = %form.name, touched = touched.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "review of the touched units done");
+    Ok(())
+}
+
+/// The text and value columns of one batch of the walk's select
+/// (`_u, _p, _d, _n, _b`, values, groups).
+struct BatchCols<'b> {
+    u: TextCol,
+    p: TextCol,
+    d: TextCol,
+    n: TextCol,
+    b: TextCol,
+    vals: Vec<&'b arrow::array::Float64Array>,
+    groups: Vec<TextCol>,
+}
+
+impl BatchCols<'_> {
+    fn unit(&self, r: usize) -> Option<&str> {
+        self.u.get(r)
+    }
+}
+
+/// Builds [`Obs`] from the walk's rows, sharing texts between rows.
+struct ObsReader {
+    freq: Frequency,
+    ncols: usize,
+    ngroups: usize,
+    periods: HashSet<Arc<str>>,
+    last_d: Option<Arc<str>>,
+    last_n: Option<Arc<str>>,
+    last_b: Option<Arc<str>>,
+    last_g: Vec<Option<Arc<str>>>,
+}
+
+impl ObsReader {
+    fn new(form: &Form, ncols: usize, ngroups: usize) -> Self {
+        ObsReader {
+            freq: form.frequency,
+            ncols,
+            ngroups,
+            periods: HashSet::new(),
+            last_d: None,
+            last_n: None,
+            last_b: None,
+            last_g: vec![None; ngroups],
         }
     }
-    if let Some(prev) = current.take() {
-        each(env.unit(prev, rows));
+
+    fn columns<'b>(&self, b: &'b RecordBatch) -> Result<BatchCols<'b>> {
+        let text = |i: usize| TextCol::of(b.column(i));
+        Ok(BatchCols {
+            u: text(0)?,
+            p: text(1)?,
+            d: text(2)?,
+            n: text(3)?,
+            b: text(4)?,
+            vals: (0..self.ncols)
+                .map(|i| b.column(5 + i).as_primitive::<Float64Type>())
+                .collect(),
+            groups: (0..self.ngroups)
+                .map(|i| text(5 + self.ncols + i))
+                .collect::<Result<_>>()?,
+        })
     }
-    Ok(())
+
+    /// Row `r` as an observation; None when its period does not parse.
+    fn obs(&mut self, c: &BatchCols<'_>, r: usize) -> Option<Obs> {
+        let pv = c.p.get(r)?;
+        let (year, sub) = parse_period(self.freq, pv)?;
+        let period = match self.periods.get(pv) {
+            Some(x) => x.clone(),
+            None => {
+                let x: Arc<str> = pv.into();
+                self.periods.insert(x.clone());
+                x
+            }
+        };
+        let opt = |a: &TextCol, last: &mut Option<Arc<str>>| a.get(r).map(|v| reuse(last, v));
+        Some(Obs {
+            period,
+            year,
+            sub,
+            division: opt(&c.d, &mut self.last_d),
+            name: opt(&c.n, &mut self.last_n),
+            batch: reuse(&mut self.last_b, c.b.get(r).unwrap_or_default()),
+            values: c
+                .vals
+                .iter()
+                .map(|a| a.is_valid(r).then(|| a.value(r)))
+                .collect(),
+            groups: c
+                .groups
+                .iter()
+                .zip(self.last_g.iter_mut())
+                .map(|(a, last)| opt(a, last))
+                .collect(),
+        })
+    }
 }
 
 /// A text column as DataFusion hands it out (a view, or plain), read in place.
@@ -579,122 +699,115 @@ type Bounds = HashMap<usize, HashMap<String, HbBounds>>;
 /// form in one unsorted pass: the division totals (for scores) and the
 /// peer rules' Hidiroglou–Berthelot bounds per group and period (units with
 /// both sides above zero; groups under `min_units` have none).
-async fn references(
-    ctx: &SessionContext,
-    form: &Form,
-    review: &Review,
-    period: &str,
-    cols: &[String],
-    groups: &[String],
-) -> Result<(Totals, Bounds)> {
-    let division = review
-        .division
-        .as_ref()
-        .map(|d| format!("cast(\"{d}\" as varchar)"))
-        .unwrap_or_else(|| "cast(null as varchar)".into());
-    let mut select = vec![
-        format!("{division} as _d"),
-        format!("cast(\"{period}\" as varchar) as _p"),
-    ];
-    select.extend(
-        cols.iter()
-            .enumerate()
-            .map(|(i, c)| format!("cast(\"{c}\" as double) as _v{i}")),
-    );
-    select.extend(
-        groups
+struct Refs {
+    ncols: usize,
+    /// (rule index, value column, over column, its group columns)
+    peers: Vec<(usize, usize, usize, Vec<usize>)>,
+    totals: Totals,
+    /// Per peer rule: group values and period → the units' (x, y).
+    units: Vec<HashMap<String, Vec<(f64, f64)>>>,
+    key: String,
+}
+
+impl Refs {
+    fn new(review: &Review, cols: &[String], groups: &[String]) -> Self {
+        let peers: Vec<(usize, usize, usize, Vec<usize>)> = review
+            .rules
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("cast(\"{c}\" as varchar) as _g{i}")),
-    );
-    // (rule index, value column, over column, its group columns)
-    let peers: Vec<(usize, usize, usize, Vec<usize>)> = review
-        .rules
-        .iter()
-        .enumerate()
-        .filter_map(|(ri, r)| match &r.kind {
-            RuleKind::Peer { over, group_by, .. } => Some((
-                ri,
-                cols.iter().position(|c| *c == r.column)?,
-                cols.iter().position(|c| c == over)?,
-                group_by
-                    .iter()
-                    .map(|g| groups.iter().position(|x| x == g))
-                    .collect::<Option<Vec<usize>>>()?,
-            )),
-            _ => None,
-        })
-        .collect();
-    let sql = format!("select {} from current.{}", select.join(", "), form.name);
-    let mut totals: Totals = HashMap::new();
-    let mut units: Vec<HashMap<String, Vec<(f64, f64)>>> = vec![HashMap::new(); peers.len()];
-    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
-    let mut key = String::new();
-    while let Some(b) = stream.try_next().await? {
-        let b: RecordBatch = b;
-        let (d, p) = (TextCol::of(b.column(0))?, TextCol::of(b.column(1))?);
-        let vals: Vec<_> = (0..cols.len())
-            .map(|i| b.column(2 + i).as_primitive::<Float64Type>().clone())
+            .filter_map(|(ri, r)| match &r.kind {
+                RuleKind::Peer { over, group_by, .. } => Some((
+                    ri,
+                    cols.iter().position(|c| *c == r.column)?,
+                    cols.iter().position(|c| c == over)?,
+                    group_by
+                        .iter()
+                        .map(|g| groups.iter().position(|x| x == g))
+                        .collect::<Option<Vec<usize>>>()?,
+                )),
+                _ => None,
+            })
             .collect();
-        let gs: Vec<TextCol> = (0..groups.len())
-            .map(|i| TextCol::of(b.column(2 + cols.len() + i)))
+        Refs {
+            ncols: cols.len(),
+            units: vec![HashMap::new(); peers.len()],
+            peers,
+            totals: HashMap::new(),
+            key: String::new(),
+        }
+    }
+
+    /// Adds a batch whose division, period and first value column are at
+    /// `d`, `p` and `v` (the values, then the groups, follow in order).
+    fn add(&mut self, b: &RecordBatch, d: usize, p: usize, v: usize) -> Result<()> {
+        let (dc, pc) = (TextCol::of(b.column(d))?, TextCol::of(b.column(p))?);
+        let vals: Vec<&arrow::array::Float64Array> = (0..self.ncols)
+            .map(|i| b.column(v + i).as_primitive::<Float64Type>())
+            .collect();
+        let ngroups = b.num_columns() - v - self.ncols;
+        let gs: Vec<TextCol> = (0..ngroups)
+            .map(|i| TextCol::of(b.column(v + self.ncols + i)))
             .collect::<Result<_>>()?;
-        let v = |c: usize, r: usize| vals[c].is_valid(r).then(|| vals[c].value(r));
+        let val = |c: usize, r: usize| vals[c].is_valid(r).then(|| vals[c].value(r));
         for r in 0..b.num_rows() {
-            let Some(period) = p.get(r) else { continue };
-            if let Some(d) = d.get(r) {
+            let Some(period) = pc.get(r) else { continue };
+            if let Some(d) = dc.get(r) {
                 // Lookups by borrowed text: a new key only once per
                 // (division, period).
-                if !totals.contains_key(d) {
-                    totals.insert(d.to_string(), HashMap::new());
+                if !self.totals.contains_key(d) {
+                    self.totals.insert(d.to_string(), HashMap::new());
                 }
-                let by_period = totals.get_mut(d).expect("inserted");
+                let by_period = self.totals.get_mut(d).expect("inserted");
                 if !by_period.contains_key(period) {
-                    by_period.insert(period.to_string(), vec![0.0; cols.len()]);
+                    by_period.insert(period.to_string(), vec![0.0; self.ncols]);
                 }
                 let t = by_period.get_mut(period).expect("inserted");
                 for (c, x) in t.iter_mut().enumerate() {
-                    *x += v(c, r).unwrap_or(0.0);
+                    *x += val(c, r).unwrap_or(0.0);
                 }
             }
-            'peers: for (k, (_, x, y, g)) in peers.iter().enumerate() {
-                let (Some(x), Some(y)) = (v(*x, r), v(*y, r)) else {
+            'peers: for (k, (_, x, y, g)) in self.peers.iter().enumerate() {
+                let (Some(x), Some(y)) = (val(*x, r), val(*y, r)) else {
                     continue;
                 };
                 if x <= 0.0 || y <= 0.0 {
                     continue;
                 }
-                key.clear();
+                self.key.clear();
                 for &gi in g {
                     let Some(s) = gs[gi].get(r) else {
                         continue 'peers;
                     };
-                    key.push_str(s);
-                    key.push('\u{1f}');
+                    self.key.push_str(s);
+                    self.key.push('\u{1f}');
                 }
-                key.push_str(period);
-                match units[k].get_mut(key.as_str()) {
+                self.key.push_str(period);
+                match self.units[k].get_mut(self.key.as_str()) {
                     Some(u) => u.push((x, y)),
                     None => {
-                        units[k].insert(key.clone(), vec![(x, y)]);
+                        self.units[k].insert(self.key.clone(), vec![(x, y)]);
                     }
                 }
             }
         }
+        Ok(())
     }
-    let mut bounds: Bounds = HashMap::new();
-    for ((ri, _, _, _), groups) in peers.iter().zip(units) {
-        let RuleKind::Peer { min_units, hb, .. } = &review.rules[*ri].kind else {
-            unreachable!("a peer rule")
-        };
-        let out = bounds.entry(*ri).or_default();
-        for (key, us) in groups {
-            if let Some(b) = rules::hb_bounds(&us, hb, *min_units) {
-                out.insert(key, b);
+
+    fn finish(self, review: &Review) -> (Totals, Bounds) {
+        let mut bounds: Bounds = HashMap::new();
+        for ((ri, _, _, _), groups) in self.peers.iter().zip(self.units) {
+            let RuleKind::Peer { min_units, hb, .. } = &review.rules[*ri].kind else {
+                unreachable!("a peer rule")
+            };
+            let out = bounds.entry(*ri).or_default();
+            for (key, us) in groups {
+                if let Some(b) = rules::hb_bounds(&us, hb, *min_units) {
+                    out.insert(key, b);
+                }
             }
         }
+        (self.totals, bounds)
     }
-    Ok((totals, bounds))
 }
 
 struct Env<'a> {
