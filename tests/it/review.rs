@@ -547,6 +547,18 @@ async fn slips_close_as_corrected_and_queries_show_downstream() {
         .unwrap();
     let qs = stmon_review::queries::read(&wh).await.unwrap();
     let open: Vec<&Query> = qs.iter().filter(|q| q.status == Status::Open).collect();
+    // Each query names its firm as the firm's latest report does.
+    let names: std::collections::HashMap<String, String> = query(
+        &wh,
+        "select credit_code, last_value(name order by period) from current.enterprise_rd group by credit_code",
+    )
+    .await
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].clone()))
+    .collect();
+    for q in &open {
+        assert_eq!(q.name.as_ref(), names.get(&q.unit), "{q:?}");
+    }
     let man = csv_rows(&std::fs::read_to_string(&manifest).unwrap());
     // incident,kind,credit_code,county_code,period_month,column,true,typed,impact
     let queried = |r: &Vec<String>| {

@@ -159,6 +159,7 @@ pub async fn review(wh: &Warehouse, opts: &Options) -> Result<Summary> {
             apply(&a, &mut out, now, &mut summary);
         }
     }
+    fill_names(&ctx, wh, &mut out).await?;
     out.sort_by(|a, b| {
         (&a.form, &a.unit, &a.period, &a.column, &a.opened_at).cmp(&(
             &b.form,
@@ -201,6 +202,69 @@ async fn write(wh: &Warehouse, rows: &[Query], through: &str) -> Result<()> {
             source,
         })?;
     stmon_warehouse::checkpoint::checkpoint("after review commit");
+    Ok(())
+}
+
+/// The name of each new query's unit, from its latest period's row: the
+/// walk does not carry names.
+async fn fill_names(ctx: &SessionContext, wh: &Warehouse, out: &mut [Query]) -> Result<()> {
+    for form in wh.catalog.forms.values() {
+        if form.review.is_none() || form.column("name").is_none() {
+            continue;
+        }
+        let mut units: Vec<&str> = out
+            .iter()
+            .filter(|q| q.form == form.name && q.name.is_none())
+            .map(|q| q.unit.as_str())
+            .collect();
+        units.sort();
+        units.dedup();
+        if units.is_empty() {
+            continue;
+        }
+        let period = &form
+            .period_column()
+            .expect("checked at load: a reviewed form has a period")
+            .name;
+        let unit = unit_expr(form);
+        let mut names: HashMap<String, (String, String)> = HashMap::new();
+        for chunk in units.chunks(1000) {
+            let list = chunk
+                .iter()
+                .map(|u| format!("'{}'", u.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "select {unit}, cast(\"{period}\" as varchar), cast(name as varchar) \
+                 from current.{f} where {unit} in ({list}) and name is not null",
+                f = form.name
+            );
+            for b in ctx.sql(&sql).await?.collect().await? {
+                let (u, p, n) = (
+                    TextCol::of(b.column(0))?,
+                    TextCol::of(b.column(1))?,
+                    TextCol::of(b.column(2))?,
+                );
+                for r in 0..b.num_rows() {
+                    let (Some(u), Some(p), Some(n)) = (u.get(r), p.get(r), n.get(r)) else {
+                        continue;
+                    };
+                    let e = names
+                        .entry(u.to_string())
+                        .or_insert_with(|| (String::new(), String::new()));
+                    if p >= e.0.as_str() {
+                        *e = (p.to_string(), n.to_string());
+                    }
+                }
+            }
+        }
+        for q in out
+            .iter_mut()
+            .filter(|q| q.form == form.name && q.name.is_none())
+        {
+            q.name = names.get(&q.unit).map(|(_, n)| n.clone());
+        }
+    }
     Ok(())
 }
 
@@ -436,17 +500,15 @@ async fn review_form(
         .as_ref()
         .map(|d| format!("cast(\"{d}\" as varchar)"))
         .unwrap_or_else(|| "cast(null as varchar)".into());
-    let name = if form.column("name").is_some() {
-        "cast(name as varchar)".to_string()
-    } else {
-        "cast(null as varchar)".to_string()
-    };
+    // No name: millions of rows would carry it through the sort (and its
+    // spills) for the few queries that need it (`fill_names`, after). The
+    // batch id, long and repeated, travels dictionary-encoded.
     let mut select = vec![
         format!("{unit} as _u"),
         format!("cast(\"{period}\" as varchar) as _p"),
         format!("{division} as _d"),
-        format!("{name} as _n"),
-        "_batch_id as _b".to_string(),
+        "cast(null as varchar) as _n".to_string(),
+        "arrow_cast(_batch_id, 'Dictionary(Int32, Utf8)') as _b".to_string(),
     ];
     select.extend(
         cols.iter()
@@ -671,12 +733,19 @@ impl ObsReader {
 enum TextCol {
     View(arrow::array::StringViewArray),
     Plain(arrow::array::StringArray),
+    /// Dictionary-encoded (the batch ids): keys into the values.
+    Dict(arrow::array::Int32Array, Box<TextCol>),
 }
 
 impl TextCol {
     fn of(a: &arrow::array::ArrayRef) -> Result<Self> {
+        use arrow::datatypes::{DataType, Int32Type};
         Ok(match a.data_type() {
-            arrow::datatypes::DataType::Utf8View => TextCol::View(a.as_string_view().clone()),
+            DataType::Utf8View => TextCol::View(a.as_string_view().clone()),
+            DataType::Dictionary(k, _) if **k == DataType::Int32 => {
+                let d = a.as_dictionary::<Int32Type>();
+                TextCol::Dict(d.keys().clone(), Box::new(TextCol::of(d.values())?))
+            }
             _ => TextCol::Plain(utf8(a)?),
         })
     }
@@ -684,6 +753,13 @@ impl TextCol {
         match self {
             TextCol::View(a) => a.is_valid(i).then(|| a.value(i)),
             TextCol::Plain(a) => a.is_valid(i).then(|| a.value(i)),
+            TextCol::Dict(k, v) => {
+                if k.is_valid(i) {
+                    v.get(k.value(i) as usize)
+                } else {
+                    None
+                }
+            }
         }
     }
 }
