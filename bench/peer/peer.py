@@ -503,9 +503,10 @@ def cmd_load(args):
 def current_view_sql(form, raw):
     """stmon's current view (crates/warehouse/src/session.rs), the same SQL but
     for DataFusion's `first_value(x order by y desc)`, DuckDB's `arg_max(x, y)`."""
-    key = ", ".join(form["key"])
-    on = " and ".join(f"a.{k} = p.{k}" for k in form["key"])
-    cols = ", ".join(f"a.{c['name']}" for c in form["columns"])
+    # Quoted: stmon's own form review_response has a column named `column`.
+    key = ", ".join(f'"{k}"' for k in form["key"])
+    on = " and ".join(f'a."{k}" = p."{k}"' for k in form["key"])
+    cols = ", ".join(f'a."{c["name"]}"' for c in form["columns"])
     return (
         f"with v as (select *, concat(_batch_id, '|', lpad(cast(_row_number as varchar), 12, '0'), '|', _source_sha256) as _pick from {raw}),\n"
         f"g as (select {key}, submitted_at, min(_row_hash) = max(_row_hash) as _agree, min(_pick) as _pick from v group by {key}, submitted_at),\n"
@@ -564,7 +565,7 @@ def cmd_compute(args):
         if os.path.exists(path):
             con.execute(f"create view raw.{name} as select * from read_parquet({q(path)})")
         else:
-            cols = ", ".join(f"cast(null as {duck_type(c)}) as {c['name']}" for c in form["columns"])
+            cols = ", ".join(f'cast(null as {duck_type(c)}) as "{c["name"]}"' for c in form["columns"])
             con.execute(
                 f"create view raw.{name} as select {cols}, '' as _row_hash, '' as _batch_id, '' as _source_file, "
                 f"'' as _source_sha256, 0::bigint as _row_number where false"
