@@ -74,14 +74,14 @@ pub async fn run(cli: &super::Cli, c: &FixturesCommand) -> anyhow::Result<ExitCo
             let catalog = super::load_catalog(cli)?;
             let wh = super::open_warehouse(cli, catalog)?;
             let ctx = stmon_models::run::session(&wh, &project).await?;
-            let firms = full_year_firms(&ctx, *year).await?;
+            // Four candidates an incident: a kind fits most firms.
+            let (firms, all) = full_year_firms(&ctx, *year, count * 4, *seed).await?;
             let sums = county_sums(&ctx, *year).await?;
             let incidents = mistakes::pick(&firms, *count, *seed, &sums);
             if incidents.len() < *count {
                 anyhow::bail!(
-                    "only {} of {count} incidents fit: {} firms report every month of {year}",
+                    "only {} of {count} incidents fit: {all} firms report every month of {year}",
                     incidents.len(),
-                    firms.len()
                 );
             }
             let submitted = format!("{}-03-01 09:00", year + 1);
@@ -102,53 +102,73 @@ pub async fn run(cli: &super::Cli, c: &FixturesCommand) -> anyhow::Result<ExitCo
     }
 }
 
-/// Firms reporting all twelve months of `year`, with their reports.
+/// Firms reporting all twelve months of `year`, with their reports: up to
+/// `want` of them, picked by `seed` among all such firms (whose codes alone
+/// are read first), then their rows.
 async fn full_year_firms(
     ctx: &datafusion::prelude::SessionContext,
     year: i32,
-) -> anyhow::Result<Vec<Firm>> {
+    want: usize,
+    seed: u64,
+) -> anyhow::Result<(Vec<Firm>, usize)> {
     let sql = format!(
-        "select e.credit_code, e.name, e.month, e.county_code, e.industry_code, e.above_scale, \
-                e.high_tech_industry, cast(e.revenue as double), cast(e.rd_expenditure as double), \
-                cast(b.basic_research as double), cast(b.value_added as double) \
-         from staging.enterprise_rd e \
-         join current.enterprise_rd b on b.credit_code = e.credit_code and b.period = e.period \
-         where e.year = {year} and e.credit_code in ( \
-             select credit_code from staging.enterprise_rd where year = {year} \
-             group by credit_code having count(*) = 12) \
-         order by e.credit_code, e.month"
+        "select credit_code from current.enterprise_rd where period like '{year}-%' \
+         group by credit_code having count(*) = 12 order by credit_code"
     );
-    let mut by: BTreeMap<String, Firm> = BTreeMap::new();
+    let mut codes: Vec<String> = Vec::new();
     for b in ctx.sql(&sql).await?.collect().await? {
-        let t = |i| stmon_models::text_column(&b, i);
-        let f = |i| stmon_models::float_column(&b, i);
-        let (code, name, month, county, industry, above, ht) =
-            (t(0)?, t(1)?, f(2)?, t(3)?, t(4)?, t(5)?, t(6)?);
-        let (rev, rd, basic, va) = (f(7)?, f(8)?, f(9)?, f(10)?);
-        use arrow::array::Array;
-        let opt = |a: &arrow::array::Float64Array, r: usize| a.is_valid(r).then(|| a.value(r));
-        for r in 0..b.num_rows() {
-            by.entry(code.value(r).to_string())
-                .or_insert_with(|| Firm {
-                    credit_code: code.value(r).to_string(),
-                    name: name.value(r).to_string(),
-                    reports: Vec::new(),
-                })
-                .reports
-                .push(Report {
-                    month: month.value(r) as u32,
-                    county_code: county.value(r).to_string(),
-                    industry_code: industry.value(r).to_string(),
-                    above_scale: above.value(r) == "true",
-                    high_tech_industry: ht.value(r) == "true",
-                    revenue: rev.value(r),
-                    rd_expenditure: rd.value(r),
-                    basic_research: opt(&basic, r),
-                    value_added: opt(&va, r),
-                });
+        let c = stmon_models::text_column(&b, 0)?;
+        codes.extend((0..b.num_rows()).map(|r| c.value(r).to_string()));
+    }
+    let all = codes.len();
+    let codes = mistakes::candidates(codes, want, seed);
+    let mut by: BTreeMap<String, Firm> = BTreeMap::new();
+    for chunk in codes.chunks(2000) {
+        let list = chunk
+            .iter()
+            .map(|c| format!("'{}'", c.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "select credit_code, name, cast(substr(period, 6, 2) as int), county_code, industry_code, \
+                    above_scale, high_tech_industry, cast(revenue as double), cast(rd_expenditure as double), \
+                    cast(basic_research as double), cast(value_added as double) \
+             from current.enterprise_rd \
+             where period like '{year}-%' and credit_code in ({list}) \
+             order by credit_code, period"
+        );
+        for b in ctx.sql(&sql).await?.collect().await? {
+            let t = |i| stmon_models::text_column(&b, i);
+            let f = |i| stmon_models::float_column(&b, i);
+            let (code, name, month, county, industry, above, ht) =
+                (t(0)?, t(1)?, f(2)?, t(3)?, t(4)?, t(5)?, t(6)?);
+            let (rev, rd, basic, va) = (f(7)?, f(8)?, f(9)?, f(10)?);
+            use arrow::array::Array;
+            let opt =
+                |a: &arrow::array::Float64Array, r: usize| a.is_valid(r).then(|| a.value(r));
+            for r in 0..b.num_rows() {
+                by.entry(code.value(r).to_string())
+                    .or_insert_with(|| Firm {
+                        credit_code: code.value(r).to_string(),
+                        name: name.value(r).to_string(),
+                        reports: Vec::new(),
+                    })
+                    .reports
+                    .push(Report {
+                        month: month.value(r) as u32,
+                        county_code: county.value(r).to_string(),
+                        industry_code: industry.value(r).to_string(),
+                        above_scale: above.value(r) == "true",
+                        high_tech_industry: ht.value(r) == "true",
+                        revenue: rev.value(r),
+                        rd_expenditure: rd.value(r),
+                        basic_research: opt(&basic, r),
+                        value_added: opt(&va, r),
+                    });
+            }
         }
     }
-    Ok(by.into_values().collect())
+    Ok((by.into_values().collect(), all))
 }
 
 /// Each county's year-end numerator and denominator of the indicators a
