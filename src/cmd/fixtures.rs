@@ -144,8 +144,7 @@ async fn full_year_firms(
                 (t(0)?, t(1)?, f(2)?, t(3)?, t(4)?, t(5)?, t(6)?);
             let (rev, rd, basic, va) = (f(7)?, f(8)?, f(9)?, f(10)?);
             use arrow::array::Array;
-            let opt =
-                |a: &arrow::array::Float64Array, r: usize| a.is_valid(r).then(|| a.value(r));
+            let opt = |a: &arrow::array::Float64Array, r: usize| a.is_valid(r).then(|| a.value(r));
             for r in 0..b.num_rows() {
                 by.entry(code.value(r).to_string())
                     .or_insert_with(|| Firm {
