@@ -6,6 +6,8 @@
 # t LABEL          wall seconds of a step
 # m LABEL          peak RSS of a step, MiB
 # r A B            A / B as "1.23×"
+# build_bin        sets BIN: $STMON_BIN, else a release build with the cluster feature
+# fixtures SCALE   sets DATA=$DIR/data, generating the fixtures there (seed 2023) once
 step() {
   local label=$1
   shift
@@ -25,3 +27,17 @@ step() {
 t() { awk -v l="$1" '$1 == l {print $2}' "$WORK/times"; }
 m() { awk -v l="$1" '$1 == l {printf "%d", $3 / 1024}' "$WORK/times"; }
 r() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f×", $1 / $2; else print "–" }'; }
+build_bin() {
+  if [ -z "${STMON_BIN:-}" ]; then
+    cargo build --release --quiet --bin stmon --features cluster
+    STMON_BIN=$ROOT/target/release/stmon
+  fi
+  BIN=$STMON_BIN
+}
+fixtures() {
+  DATA=$DIR/data
+  if [ ! -f "$DATA/divisions.csv" ]; then
+    echo "generating $1 fixtures in $DATA …"
+    "$BIN" fixtures generate --scale "$1" --seed 2023 --out "$DATA" > "$DIR/fixtures.txt"
+  fi
+}

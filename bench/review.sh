@@ -31,22 +31,14 @@ COUNT=${COUNT:-2000}
 case "$SCALE" in shaoxing|province|national) ;; *) echo "usage: bench/review.sh [shaoxing|province|national]" >&2; exit 2 ;; esac
 DIR=${DIR:-$ROOT/target/bench-$SCALE}
 mkdir -p "$DIR"
-if [ -z "${STMON_BIN:-}" ]; then
-  cargo build --release --quiet --bin stmon --features cluster
-  STMON_BIN=$ROOT/target/release/stmon
-fi
-BIN=$STMON_BIN
-DATA=$DIR/data
-if [ ! -f "$DATA/divisions.csv" ]; then
-  echo "generating $SCALE fixtures in $DATA …"
-  "$BIN" fixtures generate --scale "$SCALE" --seed 2023 --out "$DATA" > "$DIR/fixtures.txt"
-fi
+# step, t, m, r, build_bin, fixtures: bench/lib.sh.
+. bench/lib.sh
+build_bin
+fixtures "$SCALE"
 WORK=$DIR/review
 rm -rf "$WORK"
 mkdir -p "$WORK"
 ST=(--warehouse "$WORK/wh" --divisions "$DATA/divisions.csv")
-# step, t, m, r: bench/lib.sh.
-. bench/lib.sh
 echo "machine: $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB; stmon $("$BIN" --version | cut -d' ' -f2) ($BIN); $COUNT incidents"
 
 step ingest "$BIN" "${ST[@]}" ingest "$DATA/submissions"

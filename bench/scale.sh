@@ -33,17 +33,11 @@ SCALE=${1:-national}
 case "$SCALE" in shaoxing|province|national) ;; *) echo "usage: bench/scale.sh [shaoxing|province|national]" >&2; exit 2 ;; esac
 DIR=${DIR:-$ROOT/target/bench-$SCALE}
 mkdir -p "$DIR"
-if [ -z "${STMON_BIN:-}" ]; then
-  cargo build --release --quiet --bin stmon --features cluster
-  STMON_BIN=$ROOT/target/release/stmon
-fi
-BIN=$STMON_BIN
+# step, t, m, r, build_bin, fixtures: bench/lib.sh.
+. bench/lib.sh
+build_bin
 PY=$(bench/peer/venv.sh)
-DATA=$DIR/data
-if [ ! -f "$DATA/divisions.csv" ]; then
-  echo "generating $SCALE fixtures in $DATA …"
-  "$BIN" fixtures generate --scale "$SCALE" --seed 2023 --out "$DATA" > "$DIR/fixtures.txt"
-fi
+fixtures "$SCALE"
 ROWS=$(awk '/^wrote/ {gsub(",", "", $4); print $4}' "$DIR/fixtures.txt" 2>/dev/null || echo "?")
 BYTES=$(du -sb "$DATA/submissions" | cut -f1)
 echo "data: $SCALE, ${ROWS} rows, $((BYTES / 1048576)) MiB in $(find "$DATA/submissions" -type f | wc -l) files"
@@ -56,8 +50,6 @@ WH=$WORK/wh
 PEER=$WORK/peer
 ST=(--warehouse "$WH" --divisions "$DATA/divisions.csv")
 
-# step, t, m, r: bench/lib.sh.
-. bench/lib.sh
 
 step peer_load "$PY" bench/peer/peer.py load --data "$DATA/submissions" --divisions "$DATA/divisions.csv" --out "$PEER"
 step peer_compute "$PY" bench/peer/peer.py compute --divisions "$DATA/divisions.csv" --out "$PEER"

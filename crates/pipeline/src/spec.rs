@@ -98,13 +98,21 @@ pub enum OnHighScore {
 pub struct ReviewRaw {
     #[serde(default)]
     on_high_score: Option<String>,
-    /// Memory the review's sort may hold before it spills (MiB).
+    /// Memory the review's queries may hold before a sort spills (MiB).
     #[serde(default = "default_review_memory")]
     pub memory_mb: usize,
+    /// Memory the judged units' rows may take between the read and the
+    /// rules (MiB); beyond it they are read again sorted, spilling.
+    #[serde(default = "default_review_rows_memory")]
+    pub rows_memory_mb: usize,
 }
 
 fn default_review_memory() -> usize {
     512
+}
+
+fn default_review_rows_memory() -> usize {
+    1024
 }
 
 impl Default for ReviewRaw {
@@ -112,6 +120,7 @@ impl Default for ReviewRaw {
         ReviewRaw {
             on_high_score: None,
             memory_mb: default_review_memory(),
+            rows_memory_mb: default_review_rows_memory(),
         }
     }
 }
@@ -121,6 +130,7 @@ impl Default for ReviewRaw {
 pub struct ReviewOptions {
     pub on_high_score: OnHighScore,
     pub memory_mb: usize,
+    pub rows_memory_mb: usize,
 }
 
 /// What a run does after a data test fails (`on_test_failure:`).
@@ -465,6 +475,7 @@ impl Pipeline {
             review: ReviewOptions {
                 on_high_score,
                 memory_mb: raw.review.memory_mb.max(16),
+                rows_memory_mb: raw.review.rows_memory_mb,
             },
             ingest: raw.ingest,
             progress: raw.progress,

@@ -109,6 +109,7 @@ pub(crate) async fn review(c: &Ctx<'_>) -> StepResult {
     let started = Utc::now();
     let opts = stmon_review::Options {
         memory: c.pipeline.review.memory_mb << 20,
+        rows_memory: c.pipeline.review.rows_memory_mb << 20,
         all: false,
     };
     let s = stmon_review::review(c.wh, &opts)

@@ -56,9 +56,14 @@ pub struct Summary {
 /// Options of a review.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The memory the sort of the touched units' values may hold before
-    /// it spills.
+    /// The memory the queries' reads may hold (DataFusion's pool; a sort
+    /// spills beyond it).
     pub memory: usize,
+    /// The memory the judged units' rows may take, held compactly between
+    /// the read and the rules. Beyond it a review reads the rows again
+    /// sorted by unit (spilling), which is slower: a national first review
+    /// holds about 650 MiB.
+    pub rows_memory: usize,
     /// Review every committed batch again (after a rule changed).
     pub all: bool,
 }
@@ -67,6 +72,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             memory: 512 << 20,
+            rows_memory: 1 << 30,
             all: false,
         }
     }
@@ -142,7 +148,7 @@ pub async fn review(wh: &Warehouse, opts: &Options) -> Result<Summary> {
         let filter = (through.is_some()).then_some(new_batches.as_slice());
         // Each unit is merged as the walk finishes it: its rows go with it.
         let mut units = 0u64;
-        review_form(&ctx, form, review, filter, |u| {
+        review_form(&ctx, form, review, filter, opts.rows_memory, |u| {
             units += 1;
             let old = by_unit
                 .remove(&(form.name.clone(), u.unit.clone()))
@@ -442,28 +448,31 @@ impl UnitReview {
     }
 }
 
-/// A row of the touched units' values. Its texts are shared: a unit's
-/// rows mostly repeat the one before (county, name, batch, groups), and a
-/// form has few periods, so millions of rows make few strings.
+/// A row of the judged units' values. Its texts are shared: a unit's rows
+/// mostly repeat one another (county, batch, groups), and a form has few
+/// periods, so millions of rows make few strings.
 struct Obs {
     period: Arc<str>,
     year: i32,
     sub: usize,
     division: Option<Arc<str>>,
-    name: Option<Arc<str>>,
     batch: Arc<str>,
     values: Vec<Option<f64>>,
     groups: Vec<Option<Arc<str>>>,
 }
 
-/// A text column's value as the one before when equal (a new string when not).
-fn reuse(last: &mut Option<Arc<str>>, s: &str) -> Arc<str> {
-    match last {
-        Some(a) if &**a == s => a.clone(),
-        _ => {
-            let a: Arc<str> = s.into();
-            *last = Some(a.clone());
-            a
+/// What a review keeps of the units it judges.
+enum Wanted<'a> {
+    Every,
+    /// The units the night's batches touched.
+    Touched(&'a HashSet<String>),
+}
+
+impl Wanted<'_> {
+    fn has(&self, unit: &str) -> bool {
+        match self {
+            Wanted::Every => true,
+            Wanted::Touched(t) => t.contains(unit),
         }
     }
 }
@@ -473,6 +482,7 @@ async fn review_form(
     form: &Form,
     review: &Review,
     batches: Option<&[String]>,
+    rows_memory: usize,
     mut each: impl FnMut(UnitReview),
 ) -> Result<()> {
     let cols: std::sync::Arc<[String]> = value_columns(review).into();
@@ -500,14 +510,12 @@ async fn review_form(
         .as_ref()
         .map(|d| format!("cast(\"{d}\" as varchar)"))
         .unwrap_or_else(|| "cast(null as varchar)".into());
-    // No name: millions of rows would carry it through the sort (and its
-    // spills) for the few queries that need it (`fill_names`, after). The
-    // batch id, long and repeated, travels dictionary-encoded.
+    // No name: the few queries that need it read it after (`fill_names`).
+    // The batch id, long and repeated, travels dictionary-encoded.
     let mut select = vec![
         format!("{unit} as _u"),
         format!("cast(\"{period}\" as varchar) as _p"),
         format!("{division} as _d"),
-        "cast(null as varchar) as _n".to_string(),
         "arrow_cast(_batch_id, 'Dictionary(Int32, Utf8)') as _b".to_string(),
     ];
     select.extend(
@@ -521,97 +529,50 @@ async fn review_form(
             .enumerate()
             .map(|(i, c)| format!("cast(\"{c}\" as varchar) as _g{i}")),
     );
-    let Some(batches) = batches else {
-        // Every unit: the references in one unsorted pass, then the walk
-        // over the rows sorted by unit and period (spilling), one unit at a
-        // time.
-        let t0 = std::time::Instant::now();
-        let mut refs = Refs::new(review, &cols, &peer_groups);
-        let slim = [&select[1..3], &select[5..]].concat();
-        let sql = format!("select {} from current.{}", slim.join(", "), form.name);
-        let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
-        while let Some(b) = stream.try_next().await? {
-            refs.add(&b, 1, 0, 2)?;
-        }
-        let (totals, bounds) = refs.finish(review);
-        tracing::info!(form = %form.name, elapsed_ms = t0.elapsed().as_millis() as u64, "review references read");
-        let t0 = std::time::Instant::now();
-        let env = Env {
-            form,
-            review,
-            cols: cols.clone(),
-            groups: &peer_groups,
-            totals: &totals,
-            bounds: &bounds,
-        };
-        let sql = format!(
-            "select {} from current.{} order by _u, _p",
-            select.join(", "),
-            form.name
-        );
-        let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
-        let mut reader = ObsReader::new(form, cols.len(), peer_groups.len());
-        let mut rows: Vec<Obs> = Vec::new();
-        let mut current: Option<String> = None;
-        while let Some(b) = stream.try_next().await? {
-            let cols_b = reader.columns(&b)?;
-            for r in 0..b.num_rows() {
-                let Some(unit) = cols_b.unit(r) else { continue };
-                if current.as_deref() != Some(unit) {
-                    if let Some(prev) = current.take() {
-                        each(env.unit(prev, std::mem::take(&mut rows)));
-                    }
-                    current = Some(unit.to_string());
-                }
-                if let Some(o) = reader.obs(&cols_b, r) {
-                    rows.push(o);
-                }
+    let touched: HashSet<String>;
+    let wanted = match batches {
+        None => Wanted::Every,
+        Some(batches) => {
+            touched = strings(
+                ctx,
+                &format!(
+                    "select distinct {unit} from raw.{f} where {}",
+                    stmon_warehouse::in_list("_batch_id", batches),
+                    f = form.name
+                ),
+            )
+            .await?
+            .into_iter()
+            .collect();
+            if touched.is_empty() {
+                return Ok(());
             }
+            Wanted::Touched(&touched)
         }
-        if let Some(prev) = current.take() {
-            each(env.unit(prev, rows));
-        }
-        tracing::info!(form = %form.name, elapsed_ms = t0.elapsed().as_millis() as u64, "review walk done");
-        return Ok(());
     };
-    // A night: the units the new batches touched, then one unsorted pass
-    // over the form's current rows that takes the references from every row
-    // and keeps the touched units' rows (every period of them: few units),
-    // which are judged after it. One read of the form, no sort.
-    let list = batches
-        .iter()
-        .map(|x| format!("'{}'", x.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let touched: HashSet<String> = strings(
-        ctx,
-        &format!(
-            "select distinct {unit} from raw.{f} where _batch_id in ({list})",
-            f = form.name
-        ),
-    )
-    .await?
-    .into_iter()
-    .collect();
+    // One unsorted pass over the form's current rows: the references from
+    // every row, and the wanted units' rows kept compactly in memory while
+    // they fit `rows_memory` (a national first review: 11.4 M rows, about
+    // 650 MiB). Then each unit is judged from memory.
     let t0 = std::time::Instant::now();
     let mut refs = Refs::new(review, &cols, &peer_groups);
-    let mut units: HashMap<String, Vec<Obs>> = HashMap::new();
-    if !touched.is_empty() {
-        let sql = format!("select {} from current.{}", select.join(", "), form.name);
-        let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
-        let mut reader = ObsReader::new(form, cols.len(), peer_groups.len());
-        while let Some(b) = stream.try_next().await? {
-            refs.add(&b, 2, 1, 5)?;
-            let cols_b = reader.columns(&b)?;
-            for r in 0..b.num_rows() {
-                let Some(unit) = cols_b.unit(r) else { continue };
-                if !touched.contains(unit) {
-                    continue;
-                }
-                if let Some(o) = reader.obs(&cols_b, r) {
-                    units.entry(unit.to_string()).or_default().push(o);
+    let mut store = Some(Store::new(form.frequency, cols.len(), peer_groups.len()));
+    let sql = format!("select {} from current.{}", select.join(", "), form.name);
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    while let Some(b) = stream.try_next().await? {
+        refs.add(&b, 2, 1, 4)?;
+        let Some(s) = store.as_mut() else { continue };
+        let c = BatchCols::of(&b, cols.len(), peer_groups.len())?;
+        for r in 0..b.num_rows() {
+            if let Some(u) = c.u.get(r) {
+                if wanted.has(u) {
+                    s.push(u, &c, r);
                 }
             }
+        }
+        if s.bytes() > rows_memory {
+            tracing::info!(form = %form.name, rows = s.len(), "the rows do not fit the review's memory: sorting them instead");
+            store = None;
         }
     }
     let (totals, bounds) = refs.finish(review);
@@ -623,109 +584,284 @@ async fn review_form(
         totals: &totals,
         bounds: &bounds,
     };
-    let mut units: Vec<(String, Vec<Obs>)> = units.into_iter().collect();
-    units.sort_by(|a, b| a.0.cmp(&b.0));
-    for (unit, mut rows) in units {
-        rows.sort_by(|a, b| a.period.cmp(&b.period));
-        each(env.unit(unit, rows));
+    tracing::info!(form = %form.name, elapsed_ms = t0.elapsed().as_millis() as u64, "review read");
+    if let Some(mut store) = store {
+        let t0 = std::time::Instant::now();
+        let units = store.units();
+        store.judge(|u, rows| each(env.unit(u, rows)));
+        tracing::info!(form = %form.name, units, elapsed_ms = t0.elapsed().as_millis() as u64, "review judged in memory");
+        return Ok(());
     }
-    tracing::info!(form = %form.name, touched = touched.len(), elapsed_ms = t0.elapsed().as_millis() as u64, "review of the touched units done");
+    // Too many rows to hold: the walk over them sorted by unit and period
+    // (spilling), one unit at a time.
+    let t0 = std::time::Instant::now();
+    let sql = format!(
+        "select {} from current.{} order by _u, _p",
+        select.join(", "),
+        form.name
+    );
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    let mut one = Store::new(form.frequency, cols.len(), peer_groups.len());
+    let mut current: Option<String> = None;
+    while let Some(b) = stream.try_next().await? {
+        let c = BatchCols::of(&b, cols.len(), peer_groups.len())?;
+        for r in 0..b.num_rows() {
+            let Some(u) = c.u.get(r) else { continue };
+            if !wanted.has(u) {
+                continue;
+            }
+            if current.as_deref() != Some(u) {
+                one.judge(|u, rows| each(env.unit(u, rows)));
+                current = Some(u.to_string());
+            }
+            one.push(u, &c, r);
+        }
+    }
+    one.judge(|u, rows| each(env.unit(u, rows)));
+    tracing::info!(form = %form.name, elapsed_ms = t0.elapsed().as_millis() as u64, "review walk done");
     Ok(())
 }
 
-/// The text and value columns of one batch of the walk's select
-/// (`_u, _p, _d, _n, _b`, values, groups).
+/// The text and value columns of one batch of the review's select
+/// (`_u, _p, _d, _b`, values, groups).
 struct BatchCols<'b> {
     u: TextCol,
     p: TextCol,
     d: TextCol,
-    n: TextCol,
     b: TextCol,
     vals: Vec<&'b arrow::array::Float64Array>,
     groups: Vec<TextCol>,
 }
 
-impl BatchCols<'_> {
-    fn unit(&self, r: usize) -> Option<&str> {
-        self.u.get(r)
-    }
-}
-
-/// Builds [`Obs`] from the walk's rows, sharing texts between rows.
-struct ObsReader {
-    freq: Frequency,
-    ncols: usize,
-    ngroups: usize,
-    periods: HashSet<Arc<str>>,
-    last_d: Option<Arc<str>>,
-    last_n: Option<Arc<str>>,
-    last_b: Option<Arc<str>>,
-    last_g: Vec<Option<Arc<str>>>,
-}
-
-impl ObsReader {
-    fn new(form: &Form, ncols: usize, ngroups: usize) -> Self {
-        ObsReader {
-            freq: form.frequency,
-            ncols,
-            ngroups,
-            periods: HashSet::new(),
-            last_d: None,
-            last_n: None,
-            last_b: None,
-            last_g: vec![None; ngroups],
-        }
-    }
-
-    fn columns<'b>(&self, b: &'b RecordBatch) -> Result<BatchCols<'b>> {
+impl<'b> BatchCols<'b> {
+    fn of(b: &'b RecordBatch, ncols: usize, ngroups: usize) -> Result<Self> {
         let text = |i: usize| TextCol::of(b.column(i));
         Ok(BatchCols {
             u: text(0)?,
             p: text(1)?,
             d: text(2)?,
-            n: text(3)?,
-            b: text(4)?,
-            vals: (0..self.ncols)
-                .map(|i| b.column(5 + i).as_primitive::<Float64Type>())
+            b: text(3)?,
+            vals: (0..ncols)
+                .map(|i| b.column(4 + i).as_primitive::<Float64Type>())
                 .collect(),
-            groups: (0..self.ngroups)
-                .map(|i| text(5 + self.ncols + i))
+            groups: (0..ngroups)
+                .map(|i| text(4 + ncols + i))
                 .collect::<Result<_>>()?,
         })
     }
+}
 
-    /// Row `r` as an observation; None when its period does not parse.
-    fn obs(&mut self, c: &BatchCols<'_>, r: usize) -> Option<Obs> {
-        let pv = c.p.get(r)?;
-        let (year, sub) = parse_period(self.freq, pv)?;
-        let period = match self.periods.get(pv) {
-            Some(x) => x.clone(),
+/// No text (an id of [`Texts`]).
+const NONE: u32 = u32::MAX;
+
+/// Distinct texts by id, with the id of the text last looked up per slot
+/// (a column's rows mostly repeat the one before: no hashing then).
+#[derive(Default)]
+struct Texts {
+    ids: HashMap<Arc<str>, u32>,
+    texts: Vec<Arc<str>>,
+    last: Vec<(u32, Option<Arc<str>>)>,
+}
+
+impl Texts {
+    fn id(&mut self, slot: usize, s: Option<&str>) -> u32 {
+        let Some(s) = s else { return NONE };
+        if self.last.len() <= slot {
+            self.last.resize(slot + 1, (NONE, None));
+        }
+        if let (id, Some(last)) = &self.last[slot] {
+            if &**last == s {
+                return *id;
+            }
+        }
+        let id = match self.ids.get(s) {
+            Some(&id) => id,
             None => {
-                let x: Arc<str> = pv.into();
-                self.periods.insert(x.clone());
-                x
+                let a: Arc<str> = s.into();
+                let id = self.texts.len() as u32;
+                self.texts.push(a.clone());
+                self.ids.insert(a, id);
+                id
             }
         };
-        let opt = |a: &TextCol, last: &mut Option<Arc<str>>| a.get(r).map(|v| reuse(last, v));
-        Some(Obs {
-            period,
-            year,
-            sub,
-            division: opt(&c.d, &mut self.last_d),
-            name: opt(&c.n, &mut self.last_n),
-            batch: reuse(&mut self.last_b, c.b.get(r).unwrap_or_default()),
-            values: c
-                .vals
+        self.last[slot] = (id, Some(self.texts[id as usize].clone()));
+        id
+    }
+
+    fn get(&self, id: u32) -> Option<Arc<str>> {
+        (id != NONE).then(|| self.texts[id as usize].clone())
+    }
+}
+
+/// Slots of [`Texts::id`].
+const PERIOD: usize = 0;
+const DIVISION: usize = 1;
+const BATCH: usize = 2;
+const GROUP: usize = 3;
+
+/// Units' rows held compactly: per row the unit's number, text ids and
+/// the values in columns (about 57 bytes a row for `enterprise_rd`),
+/// [`Obs`] made per unit only when it is judged.
+struct Store {
+    freq: Frequency,
+    ncols: usize,
+    ngroups: usize,
+    units: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+    /// The unit's number of the row pushed last.
+    last: Option<(u32, Arc<str>)>,
+    texts: Texts,
+    /// Per text id: the period parsed (None: not a period, or not yet).
+    parsed: Vec<Option<(i32, usize)>>,
+    unit: Vec<u32>,
+    period: Vec<u32>,
+    division: Vec<u32>,
+    batch: Vec<u32>,
+    values: Vec<f64>,
+    valid: arrow::array::BooleanBufferBuilder,
+    groups: Vec<u32>,
+}
+
+impl Store {
+    fn new(freq: Frequency, ncols: usize, ngroups: usize) -> Self {
+        Store {
+            freq,
+            ncols,
+            ngroups,
+            units: HashMap::new(),
+            names: Vec::new(),
+            last: None,
+            texts: Texts::default(),
+            parsed: Vec::new(),
+            unit: Vec::new(),
+            period: Vec::new(),
+            division: Vec::new(),
+            batch: Vec::new(),
+            values: Vec::new(),
+            valid: arrow::array::BooleanBufferBuilder::new(0),
+            groups: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.unit.len()
+    }
+
+    fn units(&self) -> usize {
+        self.names.len()
+    }
+
+    /// What the rows and units hold, roughly.
+    fn bytes(&self) -> usize {
+        let row = 16 + 8 * self.ncols + 4 * self.ngroups;
+        self.len() * row + self.len() * self.ncols / 8 + self.names.len() * 96
+    }
+
+    /// Row `r` of unit `u`. A row whose period does not parse counts its
+    /// unit but keeps no values (no rule can place it).
+    fn push(&mut self, u: &str, c: &BatchCols<'_>, r: usize) {
+        let unit = match &self.last {
+            Some((id, last)) if &**last == u => *id,
+            _ => {
+                let id = match self.units.get(u) {
+                    Some(&id) => id,
+                    None => {
+                        let a: Arc<str> = u.into();
+                        let id = self.names.len() as u32;
+                        self.names.push(a.clone());
+                        self.units.insert(a, id);
+                        id
+                    }
+                };
+                self.last = Some((id, self.names[id as usize].clone()));
+                id
+            }
+        };
+        let p = self.texts.id(PERIOD, c.p.get(r));
+        if p == NONE {
+            return;
+        }
+        if self.parsed.len() <= p as usize {
+            self.parsed.resize(p as usize + 1, None);
+        }
+        if self.parsed[p as usize].is_none() {
+            let text = self.texts.get(p).expect("an id");
+            self.parsed[p as usize] = parse_period(self.freq, &text);
+            if self.parsed[p as usize].is_none() {
+                return;
+            }
+        }
+        self.unit.push(unit);
+        self.period.push(p);
+        self.division.push(self.texts.id(DIVISION, c.d.get(r)));
+        self.batch.push(self.texts.id(BATCH, c.b.get(r)));
+        for a in &c.vals {
+            let ok = a.is_valid(r);
+            self.valid.append(ok);
+            self.values.push(if ok { a.value(r) } else { 0.0 });
+        }
+        for (g, a) in c.groups.iter().enumerate() {
+            let id = self.texts.id(GROUP + g, a.get(r));
+            self.groups.push(id);
+        }
+    }
+
+    /// Each unit with its rows sorted by period, then empties the store
+    /// (its texts stay for the next units).
+    fn judge(&mut self, mut each: impl FnMut(String, Vec<Obs>)) {
+        // The rows of each unit, in the order they came: a counting sort.
+        let n = self.names.len();
+        let mut start = vec![0usize; n + 1];
+        for &u in &self.unit {
+            start[u as usize + 1] += 1;
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut next = start.clone();
+        let mut order = vec![0u32; self.unit.len()];
+        for (row, &u) in self.unit.iter().enumerate() {
+            order[next[u as usize]] = row as u32;
+            next[u as usize] += 1;
+        }
+        let valid = self.valid.finish();
+        let text = |id: u32| self.texts.get(id);
+        for (u, name) in self.names.iter().enumerate() {
+            let mut rows: Vec<Obs> = order[start[u]..start[u + 1]]
                 .iter()
-                .map(|a| a.is_valid(r).then(|| a.value(r)))
-                .collect(),
-            groups: c
-                .groups
-                .iter()
-                .zip(self.last_g.iter_mut())
-                .map(|(a, last)| opt(a, last))
-                .collect(),
-        })
+                .map(|&row| {
+                    let row = row as usize;
+                    let p = self.period[row];
+                    let (year, sub) = self.parsed[p as usize].expect("parsed at push");
+                    let v = row * self.ncols;
+                    Obs {
+                        period: text(p).expect("a period"),
+                        year,
+                        sub,
+                        division: text(self.division[row]),
+                        batch: text(self.batch[row]).unwrap_or_else(|| "".into()),
+                        values: (v..v + self.ncols)
+                            .map(|i| valid.value(i).then(|| self.values[i]))
+                            .collect(),
+                        groups: self.groups[row * self.ngroups..(row + 1) * self.ngroups]
+                            .iter()
+                            .map(|&g| text(g))
+                            .collect(),
+                    }
+                })
+                .collect();
+            rows.sort_by(|a, b| a.period.cmp(&b.period));
+            each(name.to_string(), rows);
+        }
+        self.units.clear();
+        self.names.clear();
+        self.last = None;
+        self.unit.clear();
+        self.period.clear();
+        self.division.clear();
+        self.batch.clear();
+        self.values.clear();
+        self.groups.clear();
     }
 }
 
@@ -1080,7 +1216,7 @@ impl Env<'_> {
                 form: self.form.name.clone(),
                 unit_column: self.form.unit_key().join("|"),
                 unit: unit.clone(),
-                name: row.name.as_deref().map(str::to_string),
+                name: None,
                 division: row.division.as_deref().map(str::to_string),
                 period: row.period.to_string(),
                 column: column.clone(),
