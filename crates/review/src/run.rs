@@ -146,10 +146,13 @@ pub async fn review(wh: &Warehouse, opts: &Options) -> Result<Summary> {
     for form in wh.catalog.forms.values() {
         let Some(review) = &form.review else { continue };
         let filter = (through.is_some()).then_some(new_batches.as_slice());
-        // Each unit is merged as the walk finishes it: its rows go with it.
-        let mut units = 0u64;
-        review_form(&ctx, form, review, filter, opts.rows_memory, |u| {
-            units += 1;
+        // Units with earlier queries are merged even when nothing is found.
+        let keep: HashSet<String> = by_unit
+            .keys()
+            .filter(|(f, _)| *f == form.name)
+            .map(|(_, u)| u.clone())
+            .collect();
+        let units = review_form(&ctx, form, review, filter, opts.rows_memory, &keep, |u| {
             let old = by_unit
                 .remove(&(form.name.clone(), u.unit.clone()))
                 .unwrap_or_default();
@@ -483,8 +486,9 @@ async fn review_form(
     review: &Review,
     batches: Option<&[String]>,
     rows_memory: usize,
+    keep: &HashSet<String>,
     mut each: impl FnMut(UnitReview),
-) -> Result<()> {
+) -> Result<u64> {
     let cols: std::sync::Arc<[String]> = value_columns(review).into();
     let period = form
         .period_column()
@@ -545,7 +549,7 @@ async fn review_form(
             .into_iter()
             .collect();
             if touched.is_empty() {
-                return Ok(());
+                return Ok(0);
             }
             Wanted::Touched(&touched)
         }
@@ -584,13 +588,17 @@ async fn review_form(
         totals: &totals,
         bounds: &bounds,
     };
+    // A unit goes on to the merge when it has queries, new or old.
+    let judge = |u: String, rows: Vec<Obs>| {
+        let r = env.unit(u, rows);
+        (!r.found.is_empty() || keep.contains(&r.unit)).then_some(r)
+    };
     tracing::info!(form = %form.name, elapsed_ms = t0.elapsed().as_millis() as u64, "review read");
     if let Some(mut store) = store {
         let t0 = std::time::Instant::now();
-        let units = store.units();
-        store.judge(|u, rows| each(env.unit(u, rows)));
+        let units = store.judge(&judge, &mut each);
         tracing::info!(form = %form.name, units, elapsed_ms = t0.elapsed().as_millis() as u64, "review judged in memory");
-        return Ok(());
+        return Ok(units);
     }
     // Too many rows to hold: the walk over them sorted by unit and period
     // (spilling), one unit at a time.
@@ -603,6 +611,7 @@ async fn review_form(
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
     let mut one = Store::new(form.frequency, cols.len(), peer_groups.len());
     let mut current: Option<String> = None;
+    let mut units = 0u64;
     while let Some(b) = stream.try_next().await? {
         let c = BatchCols::of(&b, cols.len(), peer_groups.len())?;
         for r in 0..b.num_rows() {
@@ -611,15 +620,15 @@ async fn review_form(
                 continue;
             }
             if current.as_deref() != Some(u) {
-                one.judge(|u, rows| each(env.unit(u, rows)));
+                units += one.judge(&judge, &mut each);
                 current = Some(u.to_string());
             }
             one.push(u, &c, r);
         }
     }
-    one.judge(|u, rows| each(env.unit(u, rows)));
+    units += one.judge(&judge, &mut each);
     tracing::info!(form = %form.name, elapsed_ms = t0.elapsed().as_millis() as u64, "review walk done");
-    Ok(())
+    Ok(units)
 }
 
 /// The text and value columns of one batch of the review's select
@@ -747,10 +756,6 @@ impl Store {
         self.unit.len()
     }
 
-    fn units(&self) -> usize {
-        self.names.len()
-    }
-
     /// What the rows and units hold, roughly.
     fn bytes(&self) -> usize {
         let row = 16 + 8 * self.ncols + 4 * self.ngroups;
@@ -806,9 +811,14 @@ impl Store {
         }
     }
 
-    /// Each unit with its rows sorted by period, then empties the store
-    /// (its texts stay for the next units).
-    fn judge(&mut self, mut each: impl FnMut(String, Vec<Obs>)) {
+    /// Each unit with its rows sorted by period through `f` (on every core
+    /// when the units are many), what it returns to `each`, then empties
+    /// the store (its texts stay for the next units). Returns the units.
+    fn judge<T: Send>(
+        &mut self,
+        f: &(impl Fn(String, Vec<Obs>) -> Option<T> + Sync),
+        each: &mut impl FnMut(T),
+    ) -> u64 {
         // The rows of each unit, in the order they came: a counting sort.
         let n = self.names.len();
         let mut start = vec![0usize; n + 1];
@@ -825,25 +835,26 @@ impl Store {
             next[u as usize] += 1;
         }
         let valid = self.valid.finish();
-        let text = |id: u32| self.texts.get(id);
-        for (u, name) in self.names.iter().enumerate() {
+        let this = &*self;
+        let text = |id: u32| this.texts.get(id);
+        let unit = |u: usize| -> Option<T> {
             let mut rows: Vec<Obs> = order[start[u]..start[u + 1]]
                 .iter()
                 .map(|&row| {
                     let row = row as usize;
-                    let p = self.period[row];
-                    let (year, sub) = self.parsed[p as usize].expect("parsed at push");
-                    let v = row * self.ncols;
+                    let p = this.period[row];
+                    let (year, sub) = this.parsed[p as usize].expect("parsed at push");
+                    let v = row * this.ncols;
                     Obs {
                         period: text(p).expect("a period"),
                         year,
                         sub,
-                        division: text(self.division[row]),
-                        batch: text(self.batch[row]).unwrap_or_else(|| "".into()),
-                        values: (v..v + self.ncols)
-                            .map(|i| valid.value(i).then(|| self.values[i]))
+                        division: text(this.division[row]),
+                        batch: text(this.batch[row]).unwrap_or_else(|| "".into()),
+                        values: (v..v + this.ncols)
+                            .map(|i| valid.value(i).then(|| this.values[i]))
                             .collect(),
-                        groups: self.groups[row * self.ngroups..(row + 1) * self.ngroups]
+                        groups: this.groups[row * this.ngroups..(row + 1) * this.ngroups]
                             .iter()
                             .map(|&g| text(g))
                             .collect(),
@@ -851,7 +862,42 @@ impl Store {
                 })
                 .collect();
             rows.sort_by(|a, b| a.period.cmp(&b.period));
-            each(name.to_string(), rows);
+            f(this.names[u].to_string(), rows)
+        };
+        let threads = if n >= 10_000 {
+            std::thread::available_parallelism().map_or(1, |t| t.get())
+        } else {
+            1
+        };
+        if threads == 1 {
+            for u in 0..n {
+                if let Some(t) = unit(u) {
+                    each(t);
+                }
+            }
+        } else {
+            // Contiguous shares of the units; only what `f` keeps (units
+            // with queries) waits for the merge.
+            let share = n.div_ceil(threads);
+            let kept: Vec<Vec<T>> = std::thread::scope(|s| {
+                let unit = &unit;
+                let handles: Vec<_> = (0..threads)
+                    .map(|k| {
+                        s.spawn(move || {
+                            (k * share..((k + 1) * share).min(n))
+                                .filter_map(unit)
+                                .collect::<Vec<T>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a judging thread panicked"))
+                    .collect()
+            });
+            for t in kept.into_iter().flatten() {
+                each(t);
+            }
         }
         self.units.clear();
         self.names.clear();
@@ -862,6 +908,7 @@ impl Store {
         self.batch.clear();
         self.values.clear();
         self.groups.clear();
+        n as u64
     }
 }
 
@@ -1342,5 +1389,71 @@ fn merge(
         s.opened += 1;
         s.opened_high += q.high_score as u64;
         out.push(q);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, StringArray};
+
+    /// Enough units to judge on every core: each unit reaches `f` once,
+    /// with its own rows sorted by period, and what `f` keeps comes back in
+    /// unit order.
+    #[test]
+    fn many_units_are_judged_once_each_in_order() {
+        let n = 12_345usize;
+        // December first, then June: the store must sort each unit's rows.
+        let mut u = Vec::new();
+        let mut p = Vec::new();
+        let mut v = Vec::new();
+        for period in ["2023-12", "2023-06"] {
+            for i in 0..n {
+                u.push(format!("u{i:05}"));
+                p.push(period.to_string());
+                v.push(i as f64 + if period == "2023-06" { 0.5 } else { 0.0 });
+            }
+        }
+        let text =
+            |x: &[String]| Arc::new(StringArray::from_iter_values(x)) as arrow::array::ArrayRef;
+        let none = Arc::new(StringArray::from(vec![None::<&str>; 2 * n])) as arrow::array::ArrayRef;
+        let b = RecordBatch::try_from_iter([
+            ("_u", text(&u)),
+            ("_p", text(&p)),
+            ("_d", none.clone()),
+            ("_b", text(&vec!["b1".to_string(); 2 * n])),
+            (
+                "v",
+                Arc::new(Float64Array::from(v)) as arrow::array::ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let c = BatchCols::of(&b, 1, 0).unwrap();
+        let mut store = Store::new(Frequency::Monthly, 1, 0);
+        for r in 0..b.num_rows() {
+            store.push(&u[r], &c, r);
+        }
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let f = |unit: String, rows: Vec<Obs>| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let i: usize = unit[1..].parse().unwrap();
+            assert_eq!(
+                rows.iter().map(|o| &*o.period).collect::<Vec<_>>(),
+                ["2023-06", "2023-12"],
+                "{unit}"
+            );
+            assert_eq!(rows[0].values, [Some(i as f64 + 0.5)]);
+            (i % 1000 == 7).then_some(unit)
+        };
+        let mut kept = Vec::new();
+        assert_eq!(store.judge(&f, &mut |k| kept.push(k)), n as u64);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), n);
+        let expected: Vec<String> = (0..n)
+            .filter(|i| i % 1000 == 7)
+            .map(|i| format!("u{i:05}"))
+            .collect();
+        assert_eq!(kept, expected);
+        // The store is empty for the next units.
+        assert_eq!(store.judge(&f, &mut |k| kept.push(k)), 0);
     }
 }
