@@ -1430,8 +1430,8 @@ mod tests {
         .unwrap();
         let c = BatchCols::of(&b, 1, 0).unwrap();
         let mut store = Store::new(Frequency::Monthly, 1, 0);
-        for r in 0..b.num_rows() {
-            store.push(&u[r], &c, r);
+        for (r, unit) in u.iter().enumerate() {
+            store.push(unit, &c, r);
         }
         let seen = std::sync::atomic::AtomicUsize::new(0);
         let f = |unit: String, rows: Vec<Obs>| {
