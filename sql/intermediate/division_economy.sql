@@ -18,7 +18,9 @@
 --   "over every reporting unit", not a matched sample), with the counts of
 --   counties in each year and in both, for the reason.
 with county_institutes as (
-    select year, county_code, sum(rd_expenditure) as rd_expenditure
+    select year, county_code, sum(rd_expenditure) as rd_expenditure,
+           sum(case when rd_expenditure > 0 then 1 else 0 end) as rd_units,
+           max(rd_expenditure) as rd_max
     from staging.institute_report
     group by year, county_code
 ),
@@ -41,7 +43,10 @@ counties as (
            cp.high_tech_investment as high_tech_investment_prev,
            coalesce(r.rd_expenditure, 0) as enterprise_rd,
            coalesce(r.firms, 0) as firms,
-           i.rd_expenditure as institute_rd
+           i.rd_expenditure as institute_rd,
+           coalesce(r.rd_units, 0)
+               + case when q.quarter_month = 12 then coalesce(i.rd_units, 0) else 0 end as rd_units,
+           greatest(r.rd_max, case when q.quarter_month = 12 then cast(i.rd_max as double) end) as rd_max
     from quarters q
     join ref.division_ancestors a on a.division_code = q.division_code
     left join county_quarters g
@@ -70,6 +75,10 @@ select
     count(high_tech_investment) as counties_investment,
     count(high_tech_investment_prev) as counties_investment_prev,
     sum(case when high_tech_investment is not null and high_tech_investment_prev is not null
-             then 1 else 0 end) as counties_investment_both
+             then 1 else 0 end) as counties_investment_both,
+    -- For disclosure control: the firms and institutes whose R&D the
+    -- rd_intensity numerator sums (a positive amount), and the largest.
+    sum(case when gdp is not null then rd_units else 0 end) as rd_units,
+    max(case when gdp is not null then rd_max end) as rd_max
 from counties
 group by year, as_of_month, division_code, quarter_month

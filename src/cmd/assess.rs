@@ -40,6 +40,13 @@ pub struct Args {
     /// same ranks in their column 待核实值按期望值计排名 where they differ.
     #[arg(long)]
     pub hold_queried: bool,
+    /// The public edition, for what leaves the bureau: in the county tables
+    /// every indicator value that disclosure control withholds
+    /// (marts.disclosure, year end) is `*` with its score, contribution and
+    /// change, and so is the total of its row; ranks stay. Written to
+    /// <out>/public/; marts.assessment_* keeps the full values.
+    #[arg(long)]
+    pub public: bool,
 }
 
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -78,16 +85,29 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
         assessment::write_delta(&wh, &a, None).await?;
-        let csv = report::write_csv(&a, &args.out)?;
+        let mut a = a;
+        let out = if args.public {
+            let n = assessment::public(&wh, &mut a).await?;
+            println!("public edition: {n} value(s) withheld (保密)");
+            files::public_dir(&args.out)
+        } else {
+            args.out.clone()
+        };
+        let csv = report::write_csv(&a, &out)?;
         crate::render::print_assessment(&a);
         for p in csv {
             println!("written: {}", p.display());
         }
         all.push(a);
     }
+    let out = if args.public {
+        files::public_dir(&args.out)
+    } else {
+        args.out.clone()
+    };
     let (mut xlsx, mut html) = (
-        files::assessment_xlsx(&args.out, args.year),
-        files::assessment_html(&args.out, args.year),
+        files::assessment_xlsx(&out, args.year),
+        files::assessment_html(&out, args.year),
     );
     if args.hold_queried {
         for p in [&mut xlsx, &mut html] {

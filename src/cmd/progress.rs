@@ -42,6 +42,14 @@ pub struct Args {
     /// does), not the latest.
     #[arg(long)]
     pub version: Option<u64>,
+    /// The public edition, for what leaves the bureau: every value that
+    /// disclosure control withholds (marts.disclosure: it rests on fewer
+    /// than 3 units, one unit holds more than 85 % of it, or it would give
+    /// such a value away) is 保密 / `*`, with its completion, light and
+    /// chart points. Files are named progress-<year>-<MM>-public.*.
+    /// Without it, the internal edition marks those values in 公开版.
+    #[arg(long)]
+    pub public: bool,
 }
 
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -73,15 +81,39 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Some(s) => parse_month(s, args.year)?,
         None => progress::latest_month(&ctx, args.year).await?,
     };
-    let rows = progress::progress(&ctx, &targets, args.year, month).await?;
+    let mut rows = progress::progress(&ctx, &targets, args.year, month).await?;
+    if args.public {
+        if !ctx.table_exist("marts.disclosure")? {
+            anyhow::bail!(
+                "marts.disclosure does not exist yet, so nothing can be withheld: run `stmon models run` first"
+            );
+        }
+        progress::public(&mut rows);
+    }
     crate::render::print_matrix(&rows, args.year, month);
-    let (csv, xlsx) = files::progress(&args.out, args.year, month);
+    let (csv, xlsx) = if args.public {
+        files::progress_public(&args.out, args.year, month)
+    } else {
+        files::progress(&args.out, args.year, month)
+    };
     progress::write(&rows, &csv, &xlsx)?;
     println!("written: {} and {}", csv.display(), xlsx.display());
     if args.html {
-        let page =
-            progress::Page::read(&wh, &ctx, &targets, &targets_path, args.year, month).await?;
-        let path = files::progress_html(&args.out, args.year, month);
+        let page = progress::Page::read(
+            &wh,
+            &ctx,
+            &targets,
+            &targets_path,
+            args.year,
+            month,
+            args.public,
+        )
+        .await?;
+        let path = if args.public {
+            files::progress_html_public(&args.out, args.year, month)
+        } else {
+            files::progress_html(&args.out, args.year, month)
+        };
         let pages = page.write(&rows, &path)?;
         if pages.len() == 1 {
             println!("written: {}", path.display());

@@ -49,11 +49,17 @@ pub struct Args {
     /// `local` or an Apache Ballista cluster, `ballista://HOST:PORT`.
     #[arg(long, env = "STMON_ENGINE")]
     pub engine: Option<String>,
+    /// Also write the public edition of the reports to <reports>/public/
+    /// (as the pipeline's `public: true`): progress and county rankings
+    /// with every value disclosure control withholds shown as 保密 / `*`.
+    #[arg(long)]
+    pub public: bool,
 }
 
 pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let catalog = super::load_catalog(cli)?;
-    let pipeline = Pipeline::load(&args.pipeline, &catalog)?;
+    let mut pipeline = Pipeline::load(&args.pipeline, &catalog)?;
+    pipeline.public |= args.public;
     let project = super::load_project(cli)?;
     let wh = super::open_warehouse(cli, catalog)?;
     let engine = super::engine(args.engine.as_deref().or(pipeline.engine.as_deref())).await?;

@@ -23,6 +23,12 @@ use stmon_warehouse::Warehouse;
 /// the last finished run published, never a mix of half a run; `--run ID`
 /// reads the versions a given run published (`stmon runs`), `--head` the
 /// newest commit of every table.
+///
+/// Scopes: `--as USER` plans every statement as that user of the server's
+/// config (`--config FILE`) would through `stmon serve`: its `divisions`
+/// filter every table, and without `microdata` a unit-level table is
+/// refused. A data team checks with it what a county office will see
+/// before giving it a login.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Read the warehouse as run RUN_ID left it.
@@ -37,6 +43,13 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// See the warehouse as USER of the server's config does (its
+    /// divisions and microdata); needs --config.
+    #[arg(long = "as", value_name = "USER", requires = "config")]
+    pub as_user: Option<String>,
+    /// The server's config (`stmon serve --config`), for --as.
+    #[arg(long, value_name = "FILE", env = "STMON_SERVE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Where queries run: `local` (this process) or an Apache Ballista
     /// cluster, `ballista://HOST:PORT` (see `stmon cluster`).
     #[arg(long, env = "STMON_ENGINE", default_value = "local")]
@@ -74,6 +87,26 @@ pub async fn run(cli: &super::Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let ctx = stmon_models::run::session(&wh, &project)
         .await
         .context("opening the warehouse (has `stmon ingest` run?)")?;
+    let ctx = match &args.as_user {
+        None => ctx,
+        Some(user) => {
+            let config = stmon_serve::Config::load(args.config.as_deref())?;
+            let scoped =
+                stmon_serve::session_as(&ctx, &config, user, &wh.catalog.divisions).await?;
+            let u = config.users.iter().find(|u| &u.name == user);
+            eprintln!(
+                "note: as {user}: divisions {}, {}",
+                u.and_then(|u| u.divisions.as_ref())
+                    .map_or("all".to_string(), |d| d.join(", ")),
+                if u.is_some_and(|u| u.microdata) {
+                    "unit-level rows readable"
+                } else {
+                    "division-level aggregates only"
+                }
+            );
+            scoped
+        }
+    };
     let shell = Shell {
         ctx,
         project,
@@ -116,6 +149,9 @@ impl Shell {
                 stmon_warehouse::ReadOnlyError::Writes(_) => anyhow::anyhow!("stmon sql is {e}"),
                 stmon_warehouse::ReadOnlyError::Plan(e) => e.into(),
             })?;
+        if let Some(denied) = stmon_serve::scope::denied_table(&plan) {
+            anyhow::bail!("{denied}");
+        }
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
         self.print(&batches)?;
         if self.format == Format::Table {

@@ -305,7 +305,10 @@ fn the_committee_files_carry_the_tables_and_their_provenance() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
-        "unit_id,score,source_version,h\n330602,75.0,0,64\n"
+        // Version 1 of marts.indicators: the data's commit, then the digest
+        // of its rows that its readers (marts.disclosure's steps) are
+        // fingerprinted by.
+        "unit_id,score,source_version,h\n330602,75.0,1,64\n"
     );
 
     let o = stmon()

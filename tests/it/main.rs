@@ -8,6 +8,7 @@ mod cluster;
 mod common;
 mod crash;
 mod differential;
+mod disclosure;
 mod faults;
 mod history;
 mod indicators;

@@ -120,6 +120,11 @@ fn serve_logging(dir: &Path, wh: &Path, limits: &str, more: &str, log: Stdio) ->
         ),
     )
     .unwrap();
+    start(wh, &config, log)
+}
+
+/// Starts `stmon serve --port 0` with the config file `config`.
+fn start(wh: &Path, config: &Path, log: Stdio) -> Server {
     let mut child = stmon(wh)
         .args(["serve", "--config", config.to_str().unwrap(), "--port", "0"])
         .stdout(Stdio::piped())
@@ -140,12 +145,16 @@ fn serve_logging(dir: &Path, wh: &Path, limits: &str, more: &str, log: Stdio) ->
 }
 
 fn psql(port: u16, password: &str, args: &[&str]) -> Output {
+    psql_as(port, "analyst", password, args)
+}
+
+fn psql_as(port: u16, user: &str, password: &str, args: &[&str]) -> Output {
     Command::new("psql")
         .args([
             "-X",
             "-v",
             "ON_ERROR_STOP=1",
-            &format!("host=127.0.0.1 port={port} user=analyst dbname=stmon"),
+            &format!("host=127.0.0.1 port={port} user={user} dbname=stmon"),
         ])
         .args(args)
         .env("PGPASSWORD", password)
@@ -383,7 +392,7 @@ fn psycopg_queries_with_parameters_in_concurrent_sessions_within_limits() {
 
     assert_eq!(
         r["marts"],
-        serde_json::json!(["indicators", "unit_indicators"])
+        serde_json::json!(["disclosure", "indicators", "unit_indicators"])
     );
     assert!((r["june"].as_f64().unwrap() - 0.0048).abs() < 1e-12, "{r}");
     assert_eq!(r["insert"][0], "25006", "{r}");
@@ -810,4 +819,303 @@ fn statements_that_reach_outside_the_warehouse_are_refused() {
         "nothing written"
     );
     drop(server);
+}
+
+/// A server config with three users: 柯桥's county office (its division,
+/// its firms' rows), an analyst without microdata, and the data team
+/// (no scope); and an access log.
+fn scoped_config(dir: &Path) -> (PathBuf, PathBuf) {
+    let config = dir.join("scoped.yaml");
+    let log = dir.join("logs/access.jsonl");
+    let h = hash(PASSWORD);
+    std::fs::write(
+        &config,
+        format!(
+            "refresh_secs: 1\naccess_log:\n  path: {}\nusers:\n  - name: keqiao\n    password_hash: \"{h}\"\n    divisions: [\"330603\"]\n  - name: analyst\n    password_hash: \"{h}\"\n    microdata: false\n  - name: team\n    password_hash: \"{h}\"\nlimits: {{max_sessions: 8}}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    (config, log)
+}
+
+/// Every form of query, for one user, through psycopg: a prepared
+/// statement with a parameter, and a session pinned to the first run.
+const SCOPED: &str = r#"
+import json, sys
+import psycopg
+
+port, user, password, first_run = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+dsn = f"host=127.0.0.1 port={port} user={user} dbname=stmon password='{password}'"
+out = {}
+def one(c, name, sql, params=None):
+    try:
+        out[name] = c.execute(sql, params, prepare=True).fetchone()[0]
+    except psycopg.Error as e:
+        out[name] = [e.sqlstate, str(e)]
+with psycopg.connect(dsn, autocommit=True) as c:
+    one(c, "param", "select count(*) from current.enterprise_rd where period like %s", ("2023%",))
+    one(c, "param_marts", "select count(distinct division_code) from marts.indicators where year = %s", (2023,))
+    c.execute(f"set stmon.run = '{first_run}'")
+    one(c, "pinned", "select count(*) from current.enterprise_rd")
+    one(c, "pinned_marts", "select count(distinct division_code) from marts.indicators")
+print(json.dumps(out))
+"#;
+
+#[test]
+fn each_user_sees_its_scope_in_every_form_of_query() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wh, pipeline, inbox) = build(tmp.path());
+    let first = last_run_id(tmp.path());
+    // A second run, so that a session can pin the first.
+    drop_correction(&inbox);
+    let run = stmon(&wh)
+        .args(["run", pipeline.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    let (config, log) = scoped_config(tmp.path());
+    let server = start(&wh, &config, Stdio::inherit());
+    let p = server.port;
+    let one = |user: &str, sql: &str| -> Result<String, String> {
+        let o = psql_as(p, user, PASSWORD, &["-At", "-c", sql]);
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        } else {
+            Err(text(&o))
+        }
+    };
+
+    // Base fixture (fixtures/indicators/base/enterprise_rd.csv): 10 rows of
+    // 4 firms, 7 of them in 2023; 柯桥 (330603) has 丙 (2 rows) and 丁 (1),
+    // 2 rows in 2023. The correction changes a row of 越城 (330602).
+    let forms = [
+        ("plain", "select count(*) from current.enterprise_rd", "3", "10"),
+        (
+            "firms",
+            "select count(distinct credit_code) from current.enterprise_rd",
+            "2",
+            "4",
+        ),
+        (
+            "subquery",
+            "select count(*) from (select * from current.enterprise_rd where period like '2023%') t",
+            "2",
+            "7",
+        ),
+        (
+            "in_subquery",
+            "select count(*) from staging.enterprise_rd where credit_code in (select credit_code from current.enterprise_rd)",
+            "3",
+            "10",
+        ),
+        (
+            "cte",
+            "with t as (select credit_code, period from current.enterprise_rd) select count(*) from t join raw.enterprise_rd r using (credit_code, period)",
+            // raw holds both versions of the corrected row (越城's).
+            "3",
+            "11",
+        ),
+        (
+            "union",
+            "select count(*) from (select credit_code from current.enterprise_rd union all select credit_code from raw.enterprise_rd) u",
+            "6",
+            "21",
+        ),
+        (
+            "name_of_another_county",
+            "select count(*) from current.enterprise_rd where county_code = '330602'",
+            "0",
+            "7",
+        ),
+        (
+            "marts",
+            "select count(distinct division_code) from marts.indicators",
+            "1",
+            "",
+        ),
+    ];
+    let team_marts = one(
+        "team",
+        "select count(distinct division_code) from marts.indicators",
+    )
+    .unwrap();
+    let team_marts_n: u32 = team_marts.parse().unwrap();
+    assert!(
+        team_marts_n >= 7,
+        "the city and its six counties: {team_marts}"
+    );
+    for (name, sql, keqiao, team) in forms {
+        assert_eq!(
+            one("keqiao", sql).as_deref(),
+            Ok(keqiao),
+            "keqiao {name}: {sql}"
+        );
+        let team = if team.is_empty() {
+            team_marts.as_str()
+        } else {
+            team
+        };
+        assert_eq!(one("team", sql).as_deref(), Ok(team), "team {name}: {sql}");
+    }
+    // The filter is in the plan EXPLAIN shows.
+    let explain = one("keqiao", "explain select * from current.enterprise_rd").unwrap();
+    assert!(explain.contains("330603"), "{explain}");
+    // The catalogs list the tables (names are not confidential) and psql's
+    // \d works; pg_catalog and information_schema hold no rows of them.
+    let listed = one(
+        "keqiao",
+        "select count(*) from information_schema.columns where table_schema = 'current' and table_name = 'enterprise_rd' and column_name = 'county_code'",
+    );
+    assert_eq!(listed.as_deref(), Ok("1"));
+    let d = psql_as(p, "keqiao", PASSWORD, &["-c", r"\d current.enterprise_rd"]);
+    assert!(
+        d.status.success() && text(&d).contains("rd_expenditure"),
+        "{}",
+        text(&d)
+    );
+
+    // The analyst reads every division's aggregates and no unit's rows.
+    assert_eq!(
+        one(
+            "analyst",
+            "select count(distinct division_code) from marts.indicators"
+        )
+        .as_deref(),
+        Ok(team_marts.as_str())
+    );
+    // 越城's June R&D comes from two firms (甲 21, 乙 4; its institute's
+    // annual report enters at year end): withheld by disclosure control
+    // from the analyst, who has no microdata; the data team reads it.
+    let june = "select concat(coalesce(cast(round(value, 6) as varchar), 'null'), ' ', reason) \
+        from marts.indicators where year = 2023 and as_of_month = 6 \
+        and division_code = '330602' and indicator_id = 'rd_intensity'";
+    let withheld = one("analyst", june).unwrap();
+    assert!(
+        withheld.starts_with("null 保密") && withheld.contains("primary, few_units"),
+        "{withheld}"
+    );
+    assert!(one("team", june).unwrap().starts_with("0.005 "));
+    assert_eq!(
+        one(
+            "analyst",
+            "select count(*) from marts.disclosure where status <> 'published' and division_code = '330602' and year = 2023 and as_of_month = 6 and indicator_id = 'rd_intensity'"
+        )
+        .as_deref(),
+        Ok("1")
+    );
+    for (sql, table) in [
+        ("select count(*) from current.enterprise_rd", "current.enterprise_rd"),
+        ("select count(*) from raw.enterprise_rd", "raw.enterprise_rd"),
+        ("select count(*) from staging.enterprise_rd", "staging.enterprise_rd"),
+        ("select count(*) from marts.unit_indicators", "marts.unit_indicators"),
+        ("select count(*) from intermediate.enterprise_asof", "intermediate.enterprise_asof"),
+        (
+            "select count(*) from marts.indicators where division_code in (select county_code from current.enterprise_rd)",
+            "current.enterprise_rd",
+        ),
+        (
+            "with f as (select * from staging.enterprise_rd) select count(*) from f",
+            "staging.enterprise_rd",
+        ),
+        ("explain select * from raw.enterprise_rd", "raw.enterprise_rd"),
+    ] {
+        let e = one("analyst", sql).unwrap_err();
+        assert!(
+            e.contains("42501") || e.contains("permission denied"),
+            "{sql}: {e}"
+        );
+        assert!(e.contains(&format!("permission denied for table {table}")), "{sql}: {e}");
+    }
+    let verbose = psql_as(
+        p,
+        "analyst",
+        PASSWORD,
+        &[
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            "select * from current.enterprise_rd",
+        ],
+    );
+    assert!(text(&verbose).contains("42501"), "{}", text(&verbose));
+
+    // psycopg: prepared statements with a parameter, and a pinned run.
+    let py = |user: &str| {
+        python(
+            SCOPED,
+            &[p.to_string(), user.into(), PASSWORD.into(), first.clone()],
+        )
+    };
+    let k = py("keqiao");
+    assert_eq!(k["param"], 2, "{k}");
+    assert_eq!(k["param_marts"], 1, "{k}");
+    assert_eq!(k["pinned"], 3, "{k}");
+    assert_eq!(k["pinned_marts"], 1, "{k}");
+    let t = py("team");
+    assert_eq!(t["param"], 7, "{t}");
+    assert_eq!(t["pinned"], 10, "{t}");
+    assert_eq!(t["pinned_marts"], team_marts_n, "{t}");
+    let a = py("analyst");
+    assert_eq!(a["param"][0], "42501", "{a}");
+    assert_eq!(a["pinned"][0], "42501", "{a}");
+    assert_eq!(a["param_marts"], team_marts_n, "{a}");
+
+    // stmon sql --as: what each user would see, without a login.
+    let as_user = |user: &str, sql: &str| {
+        stmon(&wh)
+            .args(["sql", "--as", user, "--config", config.to_str().unwrap()])
+            .args(["--format", "csv", "-c", sql])
+            .output()
+            .unwrap()
+    };
+    let o = as_user("keqiao", "select count(*) as n from current.enterprise_rd");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "n\n3");
+    let o = as_user("analyst", "select count(*) from current.enterprise_rd");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("permission denied for table current.enterprise_rd"),
+        "{}",
+        text(&o)
+    );
+    let o = as_user("nobody", "select 1");
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no user nobody"), "{}", text(&o));
+
+    // The access log: every login and query, with user, client and rows.
+    drop(server);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |user: &str, event: &str| {
+        lines
+            .iter()
+            .filter(|l| l["user"] == user && l["event"] == event)
+            .collect::<Vec<_>>()
+    };
+    // psql: 8 forms + explain + information_schema + \d; psycopg: 1.
+    assert!(
+        of("keqiao", "login").len() >= 12,
+        "{}",
+        of("keqiao", "login").len()
+    );
+    assert!(lines.iter().all(|l| l["client"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("127.0.0.1:"))));
+    let q = of("team", "query");
+    let param = q
+        .iter()
+        .find(|l| l["statement"].as_str().unwrap().contains("period LIKE"))
+        .unwrap_or_else(|| panic!("{q:?}"));
+    assert_eq!(param["outcome"], "ok");
+    assert_eq!(param["rows"], 1);
+    assert!(param["millis"].is_u64());
+    let refused = of("analyst", "query")
+        .into_iter()
+        .filter(|l| l["outcome"] == "42501")
+        .count();
+    assert!(refused >= 10, "{refused}");
 }

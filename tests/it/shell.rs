@@ -37,7 +37,7 @@ fn built() -> &'static std::path::Path {
         ok(stmon(&wh).args(["ingest", "fixtures/indicators/base"]));
         ok(stmon(&wh).args(["ingest", "fixtures/indicators/later"]));
         let text = ok(stmon(&wh).args(["models", "run"]));
-        assert!(text.contains("21 model(s): 0 failed, 0 skipped"), "{text}");
+        assert!(text.contains("26 model(s): 0 failed, 0 skipped"), "{text}");
         dir
     })
     .path()
@@ -138,7 +138,7 @@ fn models_list_and_graph() {
         .lines()
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    assert_eq!(names.len(), 21);
+    assert_eq!(names.len(), 26);
     assert!(
         names.iter().position(|n| *n == "staging.enterprise_rd")
             < names.iter().position(|n| *n == "marts.indicators")
@@ -179,7 +179,7 @@ fn progress_compares_actuals_with_targets_and_writes_csv_and_xlsx() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "\u{feff}区划代码,区划名称,层级,指标代码,指标名称,实际值,目标值,完成率,时间进度,状态,说明,待核实"
+        "\u{feff}区划代码,区划名称,层级,指标代码,指标名称,实际值,目标值,完成率,时间进度,状态,说明,待核实,公开版"
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let find = |code: &str, id: &str| {
@@ -439,7 +439,7 @@ fn docs_site_links_resolve_and_every_model_form_and_lineage_is_there() {
     // Every model and every form has its page, linked from the index.
     let index = std::fs::read_to_string(site.join("index.html")).unwrap();
     let project = stmon_models::Project::load(&repo().join("sql")).unwrap();
-    assert_eq!(project.models.len(), 21);
+    assert_eq!(project.models.len(), 26);
     for m in &project.models {
         let rel = format!("models/{}.html", m.id);
         assert!(index.contains(&format!("href=\"{rel}\"")), "{rel}");

@@ -175,6 +175,51 @@ impl Model {
 pub struct Project {
     pub dir: PathBuf,
     pub models: Vec<Model>,
+    /// The disclosure rules (`<dir>/disclosure.yaml`), as `ref.disclosure_rules`.
+    pub disclosure: DisclosureRules,
+}
+
+/// When a published value is withheld (`marts.disclosure`): a base of at
+/// least one and fewer than `min_units` contributing units, or one unit
+/// holding more than `max_share` of it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureRules {
+    pub min_units: u32,
+    pub max_share: f64,
+}
+
+impl Default for DisclosureRules {
+    fn default() -> Self {
+        DisclosureRules {
+            min_units: 3,
+            max_share: 0.85,
+        }
+    }
+}
+
+impl DisclosureRules {
+    /// `<dir>/disclosure.yaml`, or the defaults when there is none.
+    pub fn load(dir: &Path) -> Result<DisclosureRules> {
+        let path = dir.join("disclosure.yaml");
+        if !path.exists() {
+            return Ok(DisclosureRules::default());
+        }
+        let bad = |message: String| Error::Model {
+            path: path.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let rules: DisclosureRules =
+            serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if rules.min_units < 1 || !(rules.max_share > 0.0 && rules.max_share <= 1.0) {
+            return Err(bad(format!(
+                "min_units must be at least 1 and max_share in (0, 1]: {} and {}",
+                rules.min_units, rules.max_share
+            )));
+        }
+        Ok(rules)
+    }
 }
 
 impl Project {
@@ -245,6 +290,7 @@ impl Project {
         let project = Project {
             dir: dir.to_path_buf(),
             models,
+            disclosure: DisclosureRules::load(dir)?,
         };
         for m in &project.models {
             incremental::check(&project, m)?;

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
@@ -132,6 +132,27 @@ pub fn register(ctx: &SessionContext, divisions: &Divisions) -> Result<()> {
     ctx.deregister_table("ref.division_ancestors")?;
     ctx.register_table(
         "ref.division_ancestors",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    Ok(())
+}
+
+/// `ref.disclosure_rules`: one row, the thresholds `marts.disclosure` applies.
+pub fn register_disclosure(ctx: &SessionContext, rules: &crate::DisclosureRules) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("min_units", DataType::Int64, false),
+        Field::new("max_share", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![i64::from(rules.min_units)])),
+            Arc::new(Float64Array::from(vec![rules.max_share])),
+        ],
+    )?;
+    ctx.deregister_table("ref.disclosure_rules")?;
+    ctx.register_table(
+        "ref.disclosure_rules",
         Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
     )?;
     Ok(())

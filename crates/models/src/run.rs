@@ -31,6 +31,7 @@ pub const ASSESSMENT_TABLES: [&str; 4] = [
 pub async fn session(wh: &Warehouse, project: &Project) -> Result<SessionContext> {
     let ctx = wh.session().await?;
     crate::reference::register(&ctx, &wh.catalog.divisions)?;
+    crate::reference::register_disclosure(&ctx, &project.disclosure)?;
     let catalog = ctx.catalog("datafusion").expect("default catalog");
     for layer in LAYERS {
         if catalog.schema(layer).is_none() {

@@ -131,6 +131,24 @@ pub async fn source_fingerprints(wh: &Warehouse, ctx: &SessionContext) -> Result
         })
         .collect();
     let d = sha256_hex(&[divisions.join("\n").as_bytes()]);
+    if ctx.table_exist("ref.disclosure_rules")? {
+        let rows = ctx
+            .sql("select cast(min_units as varchar) || '|' || cast(max_share as varchar) from ref.disclosure_rules")
+            .await?
+            .collect()
+            .await?;
+        let mut text = String::new();
+        for b in &rows {
+            let c = text_column(b, 0)?;
+            for i in 0..b.num_rows() {
+                text.push_str(c.value(i));
+            }
+        }
+        out.insert(
+            "ref.disclosure_rules".into(),
+            sha256_hex(&[text.as_bytes()]),
+        );
+    }
     out.insert("ref.divisions".into(), d.clone());
     out.insert("ref.division_ancestors".into(), d);
     // The review's queries, by what the models read of them: the open ones

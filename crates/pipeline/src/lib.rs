@@ -175,6 +175,8 @@ pub enum Error {
         scheme_year: i32,
         year: i32,
     },
+    #[error("the public edition needs marts.disclosure, which is not built: is `models` among the steps?")]
+    NoDisclosure,
     #[error("marts.indicators does not exist: the models step has not run")]
     NoIndicators,
     #[error("progress.as_of: `{0}` is not a month YYYY-MM of the pipeline's year")]

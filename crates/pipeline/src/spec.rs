@@ -12,6 +12,7 @@
 //! review: {on_high_score: fail} # or warn: a new high-score query ends the run with exit 1
 //! progress: {as_of: latest}    # or YYYY-MM
 //! engine: ballista://10.0.0.5:50050   # where models run; default: local
+//! public: true                 # also write the public edition to <reports>/public/
 //! ingest: {commit_rows: 400000, check_memory_mb: 512, limits: [row_xml_bytes=16MiB]}
 //! freshness:
 //!   as_of: today               # or a date: the day lateness is measured on
@@ -169,6 +170,8 @@ struct Raw {
     #[serde(default)]
     engine: Option<String>,
     #[serde(default)]
+    public: bool,
+    #[serde(default)]
     review: ReviewRaw,
 }
 
@@ -310,6 +313,9 @@ pub struct Pipeline {
     /// fingerprints and the Delta commits are the same on both; only
     /// where the rows are computed differs.
     pub engine: Option<String>,
+    /// Whether the reports step also writes the public edition (withheld
+    /// values as 保密, `marts.disclosure`) to `<reports>/public/`.
+    pub public: bool,
 }
 
 impl Pipeline {
@@ -481,6 +487,7 @@ impl Pipeline {
             progress: raw.progress,
             freshness,
             engine,
+            public: raw.public,
         })
     }
 }

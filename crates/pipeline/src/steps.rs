@@ -575,8 +575,16 @@ async fn progress_page(c: &mut Ctx<'_>, started: chrono::DateTime<Utc>) -> Resul
         c.done_before(Step::Reports, &item, &pr.fingerprint, RowStatus::Written) && path.is_file();
     let mut pages = Vec::new();
     if !fresh {
-        let page =
-            prog::Page::read(c.wh, &pr.ctx, &pr.targets, &p.targets, p.year, pr.month).await?;
+        let page = prog::Page::read(
+            c.wh,
+            &pr.ctx,
+            &pr.targets,
+            &p.targets,
+            p.year,
+            pr.month,
+            false,
+        )
+        .await?;
         pages = page.write(&pr.rows, &path)?;
     }
     let status = if fresh {
@@ -599,7 +607,64 @@ async fn progress_page(c: &mut Ctx<'_>, started: chrono::DateTime<Utc>) -> Resul
     Ok((r, pages.len()))
 }
 
+/// The public edition (`public: true`): the progress table and page and the
+/// assessments with every withheld value as 保密 / `*`, in
+/// `<reports>/public/`. Written every run it is asked for (a few files).
+async fn public_editions(c: &mut Ctx<'_>) -> Result<Vec<PathBuf>> {
+    let p = c.pipeline;
+    let dir = files::public_dir(&p.reports);
+    if c.progress.is_none() {
+        c.progress = Some(progress_of(c).await?);
+    }
+    let pr = c.progress.as_ref().expect("computed above");
+    if !pr.ctx.table_exist("marts.disclosure")? {
+        return Err(Error::NoDisclosure);
+    }
+    let mut rows = pr.rows.clone();
+    prog::public(&mut rows);
+    let (csv, xlsx) = files::progress_public(&dir, p.year, pr.month);
+    prog::write(&rows, &csv, &xlsx)?;
+    let page = prog::Page::read(
+        c.wh,
+        &pr.ctx,
+        &pr.targets,
+        &p.targets,
+        p.year,
+        pr.month,
+        true,
+    )
+    .await?;
+    let mut out = vec![csv, xlsx];
+    out.extend(page.write(&rows, &files::progress_html_public(&dir, p.year, pr.month))?);
+    let mut all = c.assessments.clone();
+    for a in &mut all {
+        assessment::public(c.wh, a).await?;
+        out.extend(report::write_csv(a, &dir)?);
+    }
+    let (xlsx, html) = (
+        files::assessment_xlsx(&dir, p.year),
+        files::assessment_html(&dir, p.year),
+    );
+    report::write_xlsx(&all, &xlsx)?;
+    report::write_html(&all, &html)?;
+    out.extend([xlsx, html]);
+    Ok(out)
+}
+
 pub(crate) async fn reports(c: &mut Ctx<'_>) -> StepResult {
+    let (outcome, rows, mut summary) = internal_reports(c).await?;
+    if c.pipeline.public {
+        let public = public_editions(c).await?;
+        summary.push_str(&format!(
+            "; public edition: {} file(s) in {}",
+            public.len(),
+            files::public_dir(&c.pipeline.reports).display()
+        ));
+    }
+    Ok((outcome, rows, summary))
+}
+
+async fn internal_reports(c: &mut Ctx<'_>) -> StepResult {
     let started = Utc::now();
     let (progress_row, progress_written) = progress_page(c, started).await?;
     if c.assessments.is_empty() {

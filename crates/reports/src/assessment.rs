@@ -689,3 +689,98 @@ pub async fn write_delta(wh: &Warehouse, a: &Assessment, fingerprint: Option<&st
     }
     Ok(())
 }
+
+/// The public edition of a county assessment's tables: each indicator value
+/// that disclosure control withholds (`marts.disclosure`, year end, of the
+/// scheme's year; for the change table, of either year) is `*` with its
+/// score, contribution and change, and so is the total of a row with any
+/// withheld input, since the total and the other published values would give
+/// it back. Ranks stay: they order, they do not measure. Zone and institute
+/// tables rank the units themselves and are left as they are. Returns how
+/// many cells were withheld.
+pub async fn public(wh: &Warehouse, a: &mut Assessment) -> Result<usize> {
+    if a.scheme.unit != UnitKind::County {
+        return Ok(0);
+    }
+    let id = TableId::new("marts", "disclosure");
+    let table = wh.table(&id).await?;
+    if table.version().is_none() {
+        return Err(Error::NotBuilt { table: id });
+    }
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("d", table.table_provider().await?)?;
+    let year = a.scheme.year;
+    let sql = format!(
+        "select division_code, indicator_id, cast(year as bigint) from d \
+         where as_of_month = 12 and year in ({year}, {}) and status <> 'published'",
+        year - 1
+    );
+    // (county, indicator) → withheld in the year itself.
+    let mut withheld: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let code = stmon_models::text_column(&b, 0)?;
+        let ind = stmon_models::text_column(&b, 1)?;
+        let y = stmon_models::float_column(&b, 2)?;
+        for r in 0..b.num_rows() {
+            let this_year = y.value(r) == f64::from(year);
+            let e = withheld
+                .entry((code.value(r).to_string(), ind.value(r).to_string()))
+                .or_insert(false);
+            *e |= this_year;
+        }
+    }
+    let ids: Vec<String> = a.scheme.indicators.iter().map(|i| i.id.clone()).collect();
+    let mut n = 0;
+    for t in &mut a.tables {
+        let change = t.name.ends_with("_change");
+        let Some(unit_col) = t.columns.iter().position(|c| c.0 == "unit_id") else {
+            continue;
+        };
+        // Per indicator, its columns; and the totals.
+        let per: Vec<(usize, &String)> = t
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(c, (col, _))| {
+                ids.iter()
+                    .find(|i| {
+                        col.strip_prefix(i.as_str())
+                            .is_some_and(|rest| rest.starts_with('_'))
+                    })
+                    .map(|i| (c, i))
+            })
+            .collect();
+        let totals: Vec<usize> = t
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.0 == "score" || c.0 == "change_score")
+            .map(|(c, _)| c)
+            .collect();
+        for row in &mut t.rows {
+            let V::Text(unit) = &row[unit_col] else {
+                continue;
+            };
+            let unit = unit.clone();
+            let mut any = false;
+            for &(c, ind) in &per {
+                let hit = match withheld.get(&(unit.clone(), ind.clone())) {
+                    Some(&this_year) => change || this_year,
+                    None => false,
+                };
+                if hit {
+                    row[c] = V::Text(crate::progress::WITHHELD_CELL.into());
+                    any = true;
+                    n += 1;
+                }
+            }
+            if any {
+                for &c in &totals {
+                    row[c] = V::Text(crate::progress::WITHHELD_CELL.into());
+                }
+            }
+        }
+    }
+    Ok(n)
+}

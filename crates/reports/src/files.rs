@@ -19,6 +19,25 @@ pub fn progress_html(dir: &Path, year: i32, month: u32) -> PathBuf {
     dir.join(format!("progress-{year}-{month:02}.html"))
 }
 
+/// The public edition of the progress table: `progress-<year>-<MM>-public.csv`, `.xlsx`.
+pub fn progress_public(dir: &Path, year: i32, month: u32) -> (PathBuf, PathBuf) {
+    let stem = format!("progress-{year}-{month:02}-public");
+    (
+        dir.join(format!("{stem}.csv")),
+        dir.join(format!("{stem}.xlsx")),
+    )
+}
+
+/// The public edition of the progress page: `progress-<year>-<MM>-public.html`.
+pub fn progress_html_public(dir: &Path, year: i32, month: u32) -> PathBuf {
+    dir.join(format!("progress-{year}-{month:02}-public.html"))
+}
+
+/// Where the nightly run writes the public editions: `<reports>/public/`.
+pub fn public_dir(reports: &Path) -> PathBuf {
+    reports.join("public")
+}
+
 /// The folder of the review's query lists under a reports folder.
 pub fn review_lists_dir(reports: &Path) -> PathBuf {
     reports.join("review")

@@ -160,6 +160,73 @@ pub struct ProgressRow {
     /// and their share of its numerator.
     pub queried: i64,
     pub queried_share: Option<f64>,
+    /// Whether disclosure control withholds the value from the public
+    /// edition (`marts.disclosure`); the internal edition shows the value
+    /// and marks it, the public one ([`public`]) shows 保密.
+    pub withheld: Option<Withheld>,
+}
+
+/// Why a value is withheld from the public edition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withheld {
+    /// The value itself would disclose a unit (too few units, or one
+    /// dominates).
+    Primary,
+    /// Withheld so that a primary value cannot be recovered from its
+    /// parent's total and its siblings.
+    Secondary,
+}
+
+impl Withheld {
+    pub fn from_status(status: &str) -> Option<Withheld> {
+        match status {
+            "primary" => Some(Withheld::Primary),
+            "secondary" => Some(Withheld::Secondary),
+            _ => None,
+        }
+    }
+
+    /// What the internal edition's 公开版 column says.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Withheld::Primary => "保密（原发）",
+            Withheld::Secondary => "保密（隐藏）",
+        }
+    }
+}
+
+/// What a withheld value reads as in the public edition.
+pub const WITHHELD_ZH: &str = "保密";
+
+/// The sign in a withheld value's cell (CSV, XLSX).
+pub const WITHHELD_CELL: &str = "*";
+
+/// The public edition of `rows`: every withheld value, its completion,
+/// light and queried share are removed and its reason says 保密.
+pub fn public(rows: &mut [ProgressRow]) {
+    for r in rows.iter_mut().filter(|r| r.withheld.is_some()) {
+        r.actual = None;
+        r.completion = None;
+        r.status = None;
+        r.queried_share = None;
+        r.reason = Some(format!(
+            "{WITHHELD_ZH}：依《统计法》第二十五条，该数值可推算出单个调查对象的资料，不予公布"
+        ));
+    }
+}
+
+/// `marts.disclosure` joined to `marts.indicators` as `w` on `i`, when it
+/// exists; otherwise no value is withheld.
+async fn disclosure_join(ctx: &SessionContext) -> Result<(&'static str, &'static str)> {
+    Ok(if ctx.table_exist("marts.disclosure")? {
+        (
+            "w.status",
+            " left join marts.disclosure w on w.year = i.year and w.as_of_month = i.as_of_month \
+              and w.division_code = i.division_code and w.indicator_id = i.indicator_id",
+        )
+    } else {
+        ("cast(null as varchar)", "")
+    })
 }
 
 impl ProgressRow {
@@ -200,13 +267,21 @@ pub async fn progress(
     year: i32,
     month: u32,
 ) -> Result<Vec<ProgressRow>> {
+    let (status, join) = disclosure_join(ctx).await?;
     let sql = format!(
         "select d.code, d.name, d.level, i.indicator_id, i.value, i.reason, d.parent_code, \
-                i.queried, i.queried_share \
-         from ref.divisions d left join (select * from marts.indicators where year = {year} and as_of_month = {month}) i \
+                i.queried, i.queried_share, i.status \
+         from ref.divisions d left join (select i.*, {status} as status from marts.indicators i{join} \
+              where i.year = {year} and i.as_of_month = {month}) i \
          on i.division_code = d.code"
     );
-    type Actual = (Option<f64>, Option<String>, i64, Option<f64>);
+    type Actual = (
+        Option<f64>,
+        Option<String>,
+        i64,
+        Option<f64>,
+        Option<Withheld>,
+    );
     let mut actual: BTreeMap<(String, String), Actual> = BTreeMap::new();
     let mut names: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut parents: BTreeMap<String, String> = BTreeMap::new();
@@ -217,6 +292,7 @@ pub async fn progress(
         let value = stmon_models::float_column(&b, 4)?;
         let queried = stmon_models::float_column(&b, 7)?;
         let share = stmon_models::float_column(&b, 8)?;
+        let withheld = s(9)?;
         for r in 0..b.num_rows() {
             names.insert(
                 code.value(r).to_string(),
@@ -237,6 +313,10 @@ pub async fn progress(
                             0
                         },
                         share.is_valid(r).then(|| share.value(r)),
+                        withheld
+                            .is_valid(r)
+                            .then(|| Withheld::from_status(withheld.value(r)))
+                            .flatten(),
                     ),
                 );
             }
@@ -252,7 +332,7 @@ pub async fn progress(
                     indicator: id.clone(),
                     code: code.clone(),
                 })?;
-            let (value, reason, queried, queried_share) =
+            let (value, reason, queried, queried_share, withheld) =
                 match actual.get(&(code.clone(), id.clone())) {
                     Some(v) => v.clone(),
                     None => (
@@ -261,6 +341,7 @@ pub async fn progress(
                             "no value in marts.indicators for {year}, month {month}"
                         )),
                         0,
+                        None,
                         None,
                     ),
                 };
@@ -301,6 +382,7 @@ pub async fn progress(
                 reason,
                 queried,
                 queried_share,
+                withheld,
             });
         }
     }
@@ -360,7 +442,7 @@ fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-pub const HEADERS_ZH: [&str; 12] = [
+pub const HEADERS_ZH: [&str; 13] = [
     "区划代码",
     "区划名称",
     "层级",
@@ -373,7 +455,18 @@ pub const HEADERS_ZH: [&str; 12] = [
     "状态",
     "说明",
     "待核实",
+    "公开版",
 ];
+
+/// What a card shows in place of a missing value: 保密 for one the public
+/// edition withholds, a dash otherwise.
+fn blank(r: &ProgressRow) -> &'static str {
+    if r.withheld.is_some() {
+        WITHHELD_ZH
+    } else {
+        "—"
+    }
+}
 
 /// Writes the table as CSV (UTF-8 with BOM, so Excel on Windows opens it) and XLSX.
 pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<()> {
@@ -382,6 +475,11 @@ pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<
     w.write_record(HEADERS_ZH)
         .map_err(|e| io(csv_path, e.to_string()))?;
     let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    // A withheld value's cells in the public edition (no value left): *.
+    let g = |r: &ProgressRow, v: Option<f64>| match (v, r.withheld, r.actual) {
+        (None, Some(_), None) => WITHHELD_CELL.to_string(),
+        _ => f(v),
+    };
     for r in rows {
         w.write_record([
             r.division_code.as_str(),
@@ -389,13 +487,14 @@ pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<
             &r.level,
             &r.indicator_id,
             &r.label,
-            &f(r.actual),
+            &g(r, r.actual),
             &r.target.to_string(),
-            &f(r.completion),
+            &g(r, r.completion),
             &r.time_progress.to_string(),
             r.status.map(|s| s.zh()).unwrap_or(""),
             r.reason.as_deref().unwrap_or(""),
             &r.queried_zh(),
+            r.withheld.map(|w| w.zh()).unwrap_or(""),
         ])
         .map_err(|e| io(csv_path, e.to_string()))?;
     }
@@ -430,8 +529,12 @@ pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<
         } else {
             &num
         };
+        let hidden = r.withheld.is_some() && r.actual.is_none();
         if let Some(a) = r.actual {
             sheet.write_number_with_format(row, 5, a, vf).map_err(x)?;
+        } else if hidden {
+            sheet.write_string(row, 5, WITHHELD_CELL).map_err(x)?;
+            sheet.write_string(row, 7, WITHHELD_CELL).map_err(x)?;
         }
         sheet
             .write_number_with_format(row, 6, r.target, vf)
@@ -463,6 +566,9 @@ pub fn write(rows: &[ProgressRow], csv_path: &Path, xlsx_path: &Path) -> Result<
         if r.queried > 0 {
             sheet.write_string(row, 11, r.queried_zh()).map_err(x)?;
         }
+        if let Some(w) = r.withheld {
+            sheet.write_string(row, 12, w.zh()).map_err(x)?;
+        }
     }
     sheet.set_freeze_panes(1, 0).map_err(x)?;
     sheet.set_column_width(4, 36).map_err(x)?;
@@ -479,16 +585,27 @@ pub type History = BTreeMap<(String, String), Vec<(u32, f64)>>;
 
 /// Every targeted indicator's value per division for months 1..=`month` of
 /// `year` (months without a value left out).
+///
+/// For the public edition (`public`), the months whose value disclosure
+/// control withholds are left out too.
 pub async fn history(
     ctx: &SessionContext,
     targets: &Targets,
     year: i32,
     month: u32,
+    public: bool,
 ) -> Result<History> {
+    let (status, join) = disclosure_join(ctx).await?;
+    let keep = if public {
+        format!(" and coalesce({status}, 'published') = 'published'")
+    } else {
+        String::new()
+    };
     let sql = format!(
-        "select division_code, indicator_id, cast(as_of_month as bigint) as m, value from marts.indicators \
-         where year = {year} and as_of_month <= {month} and value is not null \
-         order by division_code, indicator_id, as_of_month"
+        "select i.division_code, i.indicator_id, cast(i.as_of_month as bigint) as m, i.value \
+         from marts.indicators i{join} \
+         where i.year = {year} and i.as_of_month <= {month} and i.value is not null{keep} \
+         order by i.division_code, i.indicator_id, i.as_of_month"
     );
     let wanted: std::collections::BTreeSet<&str> =
         targets.indicators.iter().map(|(k, _)| k.as_str()).collect();
@@ -530,6 +647,8 @@ pub struct Page {
 pub struct PageSource {
     /// `marts.indicators`.
     pub table: String,
+    /// The public edition (withheld values shown as 保密).
+    pub public: bool,
     /// Its Delta version read.
     pub version: i64,
     /// The targets file, as given.
@@ -541,8 +660,10 @@ impl PageSource {
     /// The command that writes the same page again.
     pub fn command(&self, year: i32, month: u32) -> String {
         format!(
-            "stmon progress --year {year} --as-of {year}-{month:02} --targets {} --version {} --html",
-            self.targets_file, self.version
+            "stmon progress --year {year} --as-of {year}-{month:02} --targets {} --version {} --html{}",
+            self.targets_file,
+            self.version,
+            if self.public { " --public" } else { "" }
         )
     }
 }
@@ -839,11 +960,19 @@ impl Page {
                 esc(&r.indicator_id),
                 r.completion.map(|c| format!("{c:.4}")).unwrap_or_default(),
                 esc(&r.label),
-                r.completion.map(pct).unwrap_or_else(|| "—".into()),
+                r.completion.map(pct).unwrap_or_else(|| blank(r).into()),
                 pct(r.time_progress),
-                r.actual.map(|a| display(a, unit)).unwrap_or_else(|| "—".into()),
+                r.actual.map(|a| display(a, unit)).unwrap_or_else(|| blank(r).into()),
                 display(r.target, unit),
-                r.reason
+                match (r.withheld, r.actual) {
+                    (Some(w), Some(_)) => format!(
+                        "<br><span class=\"withheld\" data-withheld=\"{}\">公开版{}</span>",
+                        if w == Withheld::Primary { "primary" } else { "secondary" },
+                        w.zh()
+                    ),
+                    _ => String::new(),
+                } + &r
+                    .reason
                     .as_deref()
                     .map(|x| format!("<br>{}", esc(&reason_zh(x))))
                     .unwrap_or_default(),
@@ -881,10 +1010,14 @@ fn page_title(year: i32, month: u32, region: Option<&str>) -> String {
 fn page_head(year: i32, month: u32, source: &PageSource, region: Option<&str>) -> String {
     use crate::html::{self, esc};
     let mut h = format!(
-        "<h1>{year}年科技创新目标任务进度监测{}</h1><p class=\"muted\">截至{year}年{month}月，时间进度 {}（时间过半、任务过半）</p>",
+        "<h1>{year}年科技创新目标任务进度监测{}{}</h1><p class=\"muted\">截至{year}年{month}月，时间进度 {}（时间过半、任务过半）</p>",
         region.map(|r| format!(" — {}", esc(r))).unwrap_or_default(),
+        if source.public { "（公开版）" } else { "" },
         pct(f64::from(month) / 12.0)
     );
+    if source.public {
+        h.push_str("<p class=\"muted\">公开版：可推算出单个调查对象资料的数值及其关联数值以“保密”代替（《统计法》第二十五条；规则见 marts.disclosure）。</p>");
+    }
     h.push_str(&html::provenance(&[
         ("截至月份".into(), format!("{year}-{month:02}")),
         ("目标".into(), source.targets_file.clone()),
@@ -919,15 +1052,17 @@ impl Page {
         targets_file: &Path,
         year: i32,
         month: u32,
+        public: bool,
     ) -> Result<Page> {
         let table = stmon_warehouse::TableId::new("marts", "indicators");
         let version = wh.table(&table).await?.version().unwrap_or(0) as i64;
         Ok(Page {
-            history: history(ctx, targets, year, month).await?,
+            history: history(ctx, targets, year, month, public).await?,
             year,
             month,
             source: PageSource {
                 table: "marts.indicators".into(),
+                public,
                 version,
                 targets_file: targets_file.display().to_string(),
                 ran_at: chrono::Utc::now(),
@@ -1082,6 +1217,7 @@ mod tests {
             reason: None,
             queried: 0,
             queried_share: None,
+            withheld: None,
         }
     }
 
@@ -1090,6 +1226,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("progress-2023-06.html");
         let source = PageSource {
+            public: false,
             table: "marts.indicators".into(),
             version: 3,
             targets_file: "t.yaml".into(),

@@ -21,6 +21,7 @@ use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use futures::Sink;
 
+use crate::access::{AccessLog, Event};
 use crate::{Error, Result, User};
 
 const ITERATIONS: usize = 4096;
@@ -148,14 +149,28 @@ impl Logins {
 }
 
 /// A startup handler: SCRAM when users are configured (with the client's
-/// address, for [`Logins`]), trust otherwise.
-pub(crate) enum Startup {
+/// address, for [`Logins`]), trust otherwise; either records the login in
+/// the access log and remembers who logged in.
+pub(crate) struct Startup {
+    how: How,
+    peer: SocketAddr,
+    access: Option<Arc<AccessLog>>,
+    who: Mutex<Option<String>>,
+}
+
+enum How {
     Scram {
         handler: Box<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
-        peer: SocketAddr,
         logins: Arc<Logins>,
     },
     Trust(TrustStartup),
+}
+
+impl Startup {
+    /// The user who logged in on this connection, once one has.
+    pub(crate) fn user(&self) -> Option<String> {
+        self.who.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 pub(crate) struct TrustStartup;
@@ -168,23 +183,29 @@ pub(crate) fn startup(
     users: Option<&Arc<dyn AuthSource>>,
     peer: SocketAddr,
     logins: Arc<Logins>,
+    access: Option<Arc<AccessLog>>,
 ) -> Startup {
-    match users {
-        None => Startup::Trust(TrustStartup),
+    let how = match users {
+        None => How::Trust(TrustStartup),
         Some(users) => {
             let mut scram = ScramAuth::new(users.clone());
             scram.set_iterations(ITERATIONS);
-            Startup::Scram {
+            How::Scram {
                 handler: Box::new(
                     SASLAuthStartupHandler::new(
                         Arc::new(DefaultServerParameterProvider::default()),
                     )
                     .with_scram(scram),
                 ),
-                peer,
                 logins,
             }
         }
+    };
+    Startup {
+        how,
+        peer,
+        access,
+        who: Mutex::new(None),
     }
 }
 
@@ -200,20 +221,31 @@ impl StartupHandler for Startup {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (handler, peer, logins) = match self {
-            Startup::Trust(h) => return h.on_startup(client, message).await,
-            Startup::Scram {
-                handler,
-                peer,
-                logins,
-            } => (handler, *peer, logins),
-        };
+        let peer = self.peer;
         let user = |client: &C| {
             client
                 .metadata()
                 .get("user")
                 .cloned()
                 .unwrap_or_else(|| "?".into())
+        };
+        let logged_in = |client: &C| {
+            let name = user(client);
+            if let Some(log) = &self.access {
+                log.record(&name, peer, &Event::Login);
+            }
+            *self.who.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
+        };
+        let (handler, logins) = match &self.how {
+            How::Trust(h) => {
+                let result = h.on_startup(client, message).await;
+                if result.is_ok() && matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+                {
+                    logged_in(client);
+                }
+                return result;
+            }
+            How::Scram { handler, logins } => (handler, logins),
         };
         if let PgWireFrontendMessage::Startup(_) = &message {
             if let Some((n, wait)) = logins.refused(peer.ip()) {
@@ -254,6 +286,7 @@ impl StartupHandler for Startup {
             Ok(()) if matches!(client.state(), PgWireConnectionState::ReadyForQuery) => {
                 logins.success(peer.ip());
                 tracing::info!("user {:?} logged in from {peer}", user(client));
+                logged_in(client);
             }
             _ => {}
         }

@@ -25,6 +25,10 @@ pub struct Config {
     /// How often to look for newly published versions.
     #[serde(default = "default_refresh")]
     pub refresh_secs: u64,
+    /// Where every login, session end and query is recorded (JSON lines);
+    /// none: nowhere.
+    #[serde(default)]
+    pub access_log: Option<crate::access::AccessLogConfig>,
 }
 
 fn default_host() -> String {
@@ -46,6 +50,7 @@ impl Default for Config {
             tls: None,
             limits: Limits::default(),
             refresh_secs: default_refresh(),
+            access_log: None,
         }
     }
 }
@@ -73,6 +78,27 @@ pub struct User {
     pub name: String,
     /// `scram-sha-256$ITERATIONS$SALT$SALTED_PASSWORD` (base64), from `stmon serve --hash-password`.
     pub password_hash: String,
+    /// Division codes the user reads (a city or province covers every
+    /// division under it); none: every division.
+    #[serde(default)]
+    pub divisions: Option<Vec<String>>,
+    /// Whether the user may read unit-level rows (firms, zones, institutes,
+    /// raw values) of its divisions; false: division-level aggregates only.
+    #[serde(default = "default_microdata")]
+    pub microdata: bool,
+}
+
+fn default_microdata() -> bool {
+    true
+}
+
+impl User {
+    pub fn scope(&self) -> crate::scope::Scope {
+        crate::scope::Scope {
+            divisions: self.divisions.clone(),
+            microdata: self.microdata,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

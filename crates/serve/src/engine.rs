@@ -86,7 +86,14 @@ fn read_only(kind: &str) -> PgWireError {
 /// The second guard: a plan that would write or change the session
 /// (`EXPLAIN ANALYZE INSERT …` is a query by its kind, and runs the insert)
 /// is refused, whatever the statement looked like.
+///
+/// Before that, a plan that scans a table the user may not read (a
+/// unit-level table for a user without microdata, [`crate::scope`]) is
+/// refused with 42501, naming the table.
 fn refuse_by_plan(plan: &LogicalPlan) -> PgWireResult<()> {
+    if let Some(message) = crate::scope::denied_table(plan) {
+        return Err(user_error("42501", message));
+    }
     stmon_warehouse::read_only_sql()
         .verify_plan(plan)
         .map_err(|e| {
@@ -187,6 +194,20 @@ pub(crate) struct Engine {
     pub(crate) memory: Arc<ServerMemory>,
     /// Where heavy queries run (`limits.heavy_rows`, `limits.heavy_threads`).
     pub(crate) heavy: tokio::runtime::Handle,
+    pub(crate) access: Option<Arc<crate::access::AccessLog>>,
+}
+
+/// What the access log says of a failed statement: its SQLSTATE.
+fn outcome_of(e: &PgWireError) -> String {
+    match e {
+        PgWireError::UserError(info) => info.code.clone(),
+        _ => "XX000".to_string(),
+    }
+}
+
+/// The logged-in user of a connection.
+fn user_of(client: &(dyn ClientInfo + Send + Sync)) -> String {
+    client.metadata().get("user").cloned().unwrap_or_default()
 }
 
 const PIN_KEY: &str = "stmon.run";
@@ -206,6 +227,20 @@ impl Engine {
         }
     }
 
+    /// The session the client's user plans on: its snapshot (live or
+    /// pinned), with the user's scope.
+    async fn user_context(
+        &self,
+        client: &(dyn ClientInfo + Send + Sync),
+    ) -> PgWireResult<SessionContext> {
+        let snap = self.snapshot(client).await?;
+        let user = user_of(client);
+        let covered = self.snapshots.scopes.of(&user);
+        snap.for_user(&user, &covered)
+            .await
+            .map_err(|e| user_error("XX000", e.to_string()))
+    }
+
     /// This query's deadline: the server's, or the client's lower one.
     fn timeout(&self, client: &(dyn ClientInfo + Send + Sync)) -> Duration {
         let server = Duration::from_secs(self.limits.query_timeout_secs);
@@ -219,7 +254,7 @@ impl Engine {
 
     /// A session over the snapshot with this query's own memory pool, drawn
     /// from the server's.
-    fn query_context(&self, snap: &Snapshot) -> PgWireResult<SessionContext> {
+    fn query_context(&self, base: &SessionContext) -> PgWireResult<SessionContext> {
         let pool = QueryPool {
             cap: mib(self.limits.query_memory_mb),
             used: AtomicUsize::new(0),
@@ -232,22 +267,23 @@ impl Engine {
             )))
             .build_arc()
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-        let state = SessionStateBuilder::new_from_existing(snap.ctx.state())
+        let state = SessionStateBuilder::new_from_existing(base.state())
             .with_runtime_env(runtime)
             .build();
         Ok(SessionContext::new_with_state(state))
     }
 
-    /// Plans (unless given), runs within the limits, and collects the result.
+    /// Plans on the user's session, runs within the limits, and collects
+    /// the result; with the number of rows it has.
     async fn execute(
         &self,
         client: &(dyn ClientInfo + Send + Sync),
         statement: &Statement,
         params: Option<&ParamValues>,
         format: &Format,
-    ) -> PgWireResult<Response> {
-        let snap = self.snapshot(client).await?;
-        let ctx = self.query_context(&snap)?;
+    ) -> PgWireResult<(Response, u64)> {
+        let base = self.user_context(client).await?;
+        let ctx = self.query_context(&base)?;
         let timeout = self.timeout(client);
         let work = async {
             let mut plan = ctx
@@ -293,6 +329,7 @@ impl Engine {
                 ),
             )
         })??;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let table = datafusion::datasource::MemTable::try_new(
             Arc::new(schema.as_arrow().clone()),
             vec![batches],
@@ -302,9 +339,39 @@ impl Engine {
             .read_table(Arc::new(table))
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        Ok(Response::Query(
-            encode_dataframe(df, format, Some(options)).await?,
+        Ok((
+            Response::Query(encode_dataframe(df, format, Some(options)).await?),
+            rows as u64,
         ))
+    }
+
+    /// [`Engine::execute`], recorded in the access log.
+    async fn logged(
+        &self,
+        client: &(dyn ClientInfo + Send + Sync),
+        statement: &Statement,
+        params: Option<&ParamValues>,
+        format: &Format,
+    ) -> PgWireResult<Response> {
+        let started = std::time::Instant::now();
+        let result = self.execute(client, statement, params, format).await;
+        if let Some(log) = &self.access {
+            let (outcome, rows) = match &result {
+                Ok((_, n)) => ("ok".to_string(), Some(*n)),
+                Err(e) => (outcome_of(e), None),
+            };
+            log.record(
+                &user_of(client),
+                client.socket_addr(),
+                &crate::access::Event::Query {
+                    statement: statement.to_string(),
+                    outcome,
+                    rows,
+                    millis: started.elapsed().as_millis() as u64,
+                },
+            );
+        }
+        result.map(|(r, _)| r)
     }
 
     async fn handle(
@@ -315,7 +382,7 @@ impl Engine {
         format: &Format,
     ) -> Option<PgWireResult<Response>> {
         match classify(statement) {
-            Class::Query => Some(self.execute(&*client, statement, params, format).await),
+            Class::Query => Some(self.logged(&*client, statement, params, format).await),
             Class::Pin(Some(run)) => Some(match self.snapshots.at_run(&run).await {
                 Ok(_) => {
                     client.metadata_mut().insert(PIN_KEY.into(), run);
@@ -358,16 +425,32 @@ impl QueryHook for Engine {
         match classify(statement) {
             // Planned on the client's snapshot for the parameter and result
             // types; executed again, on the snapshot of that moment.
-            Class::Query => Some(match self.snapshot(client).await {
-                Ok(snap) => snap
-                    .ctx
-                    .state()
-                    .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
-                    .await
-                    .map_err(|e| user_error("42601", e.to_string()))
-                    .and_then(|plan| refuse_by_plan(&plan).map(|()| plan)),
-                Err(e) => Err(e),
-            }),
+            Class::Query => {
+                let started = std::time::Instant::now();
+                let planned = match self.user_context(client).await {
+                    Ok(ctx) => ctx
+                        .state()
+                        .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+                        .await
+                        .map_err(|e| user_error("42601", e.to_string()))
+                        .and_then(|plan| refuse_by_plan(&plan).map(|()| plan)),
+                    Err(e) => Err(e),
+                };
+                // A statement refused here never executes: it is logged now.
+                if let (Err(e), Some(log)) = (&planned, &self.access) {
+                    log.record(
+                        &user_of(client),
+                        client.socket_addr(),
+                        &crate::access::Event::Query {
+                            statement: statement.to_string(),
+                            outcome: outcome_of(e),
+                            rows: None,
+                            millis: started.elapsed().as_millis() as u64,
+                        },
+                    );
+                }
+                Some(planned)
+            }
             Class::Refuse(e) => Some(Err(e)),
             Class::Pin(_) | Class::ShowPin | Class::PassOn => None,
         }

@@ -25,13 +25,21 @@
 //!   a deadline (`query_timeout_secs`, or the client's lower
 //!   `statement_timeout`), and the server admits `max_sessions` connections.
 //!
+//! - **scopes**: each configured user reads what its `divisions` and
+//!   `microdata` allow ([`scope`]): its queries are planned on a copy of the
+//!   snapshot whose tables carry the user's filter, or refuse unit-level
+//!   tables with SQLSTATE 42501;
+//! - **the access log** ([`access`]): every login, session end and query.
+//!
 //! Authentication is SCRAM-SHA-256 against the users of the config; with no
 //! users the server trusts every connection and then refuses to bind
 //! anything but a loopback address.
 
+pub mod access;
 mod auth;
 mod config;
 mod engine;
+pub mod scope;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -93,6 +101,15 @@ pub enum Error {
     Models(Box<stmon_models::Error>),
     #[error(transparent)]
     Warehouse(Box<stmon_warehouse::Error>),
+    #[error("no user {user} in the server's config (its users: {known})")]
+    NoUser { user: String, known: String },
+    #[error("user {user}: divisions: {reason}")]
+    Scope { user: String, reason: String },
+    #[error("access_log {path}: {source}")]
+    AccessLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("pg_catalog: {0}")]
     PgCatalog(String),
     #[error(transparent)]
@@ -114,6 +131,33 @@ pub(crate) struct Snapshot {
     pub(crate) label: String,
     /// The table versions it reads, to know when a newer one is published.
     key: String,
+    /// The sessions of scoped users over it, built at their first query.
+    scoped: tokio::sync::Mutex<HashMap<String, SessionContext>>,
+}
+
+impl Snapshot {
+    /// The session `user` plans on: the snapshot's own for a user who may
+    /// read everything, else one whose tables carry the user's scope
+    /// ([`scope::scoped`]), built once per snapshot and user.
+    pub(crate) async fn for_user(
+        &self,
+        user: &str,
+        covered: &scope::Covered,
+    ) -> Result<SessionContext> {
+        let (scope, codes) = covered;
+        if scope.is_all() {
+            return Ok(self.ctx.clone());
+        }
+        let mut cache = self.scoped.lock().await;
+        if let Some(ctx) = cache.get(user) {
+            return Ok(ctx.clone());
+        }
+        let ctx = scope::scoped(&self.ctx, user, scope, codes.as_deref()).await?;
+        setup_pg_catalog(&ctx, "datafusion", Arc::new(AuthManager::default()))
+            .map_err(|e| Error::PgCatalog(e.to_string()))?;
+        cache.insert(user.to_string(), ctx.clone());
+        Ok(ctx)
+    }
 }
 
 /// The snapshots a server hands out.
@@ -122,6 +166,7 @@ pub(crate) struct Snapshots {
     project: Project,
     live: RwLock<Arc<Snapshot>>,
     pinned: Mutex<HashMap<String, Arc<Snapshot>>>,
+    pub(crate) scopes: scope::Scopes,
 }
 
 /// The table versions a session over `wh` reads, as text.
@@ -149,7 +194,12 @@ async fn open_snapshot(
     }
     setup_pg_catalog(&ctx, "datafusion", Arc::new(AuthManager::default()))
         .map_err(|e| Error::PgCatalog(e.to_string()))?;
-    Ok(Snapshot { ctx, label, key })
+    Ok(Snapshot {
+        ctx,
+        label,
+        key,
+        scoped: Default::default(),
+    })
 }
 
 /// What the live snapshot is, given the run `runs::reader` pinned it to.
@@ -273,6 +323,7 @@ pub struct Server {
     tls: Option<tokio_rustls::TlsAcceptor>,
     users: Option<Arc<dyn datafusion_postgres::pgwire::api::auth::AuthSource>>,
     snapshots: Arc<Snapshots>,
+    access: Option<Arc<access::AccessLog>>,
 }
 
 impl Server {
@@ -296,12 +347,23 @@ impl Server {
             return Err(Error::NoPasswords { addr });
         }
         let tls = config.tls.as_ref().map(config::tls_acceptor).transpose()?;
+        let scopes = scope::Scopes::new(&config.users, &wh.catalog.divisions)?;
+        let access = match &config.access_log {
+            None => None,
+            Some(c) => Some(Arc::new(access::AccessLog::open(c).map_err(|source| {
+                Error::AccessLog {
+                    path: c.path.clone(),
+                    source,
+                }
+            })?)),
+        };
         let first = published(&wh, &project).await?;
         let snapshots = Arc::new(Snapshots {
             wh,
             project,
             live: RwLock::new(Arc::new(first)),
             pinned: Mutex::new(HashMap::new()),
+            scopes,
         });
         let listener = TcpListener::bind(addr)
             .await
@@ -312,6 +374,7 @@ impl Server {
             tls,
             users,
             snapshots,
+            access,
         })
     }
 
@@ -341,6 +404,7 @@ impl Server {
             memory: Arc::new(engine::ServerMemory::new(&self.config.limits)),
             heavy: engine::heavy_lane(self.config.limits.heavy_threads)
                 .map_err(|source| Error::Runtime { source })?,
+            access: self.access.clone(),
         });
         let logins = Arc::new(auth::Logins::new(&self.config.limits));
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
@@ -389,17 +453,23 @@ impl Server {
                     let tls = self.tls.clone();
                     match sessions.clone().try_acquire_owned() {
                         Ok(permit) => {
+                            let startup = Arc::new(auth::startup(
+                                self.users.as_ref(),
+                                peer,
+                                logins.clone(),
+                                self.access.clone(),
+                            ));
                             let h = Arc::new(engine::Handlers {
                                 service: service.clone(),
-                                startup: Arc::new(auth::startup(
-                                    self.users.as_ref(),
-                                    peer,
-                                    logins.clone(),
-                                )),
+                                startup: startup.clone(),
                             });
+                            let access = self.access.clone();
                             tokio::spawn(async move {
                                 if let Err(e) = process_socket(socket, tls, h).await {
                                     tracing::info!("session from {peer}: {e}");
+                                }
+                                if let (Some(log), Some(user)) = (&access, startup.user()) {
+                                    log.record(&user, peer, &access::Event::End);
                                 }
                                 drop(permit);
                             });
@@ -415,6 +485,33 @@ impl Server {
             }
         }
     }
+}
+
+/// The session `user` of `config` would plan on over `ctx` (a session of
+/// the whole warehouse): what `stmon sql --as USER` queries. Plans over it
+/// must still be checked with [`scope::denied_table`].
+pub async fn session_as(
+    ctx: &SessionContext,
+    config: &Config,
+    user: &str,
+    divisions: &stmon_schema::Divisions,
+) -> Result<SessionContext> {
+    let Some(u) = config.users.iter().find(|u| u.name == user) else {
+        let known: Vec<&str> = config.users.iter().map(|u| u.name.as_str()).collect();
+        return Err(Error::NoUser {
+            user: user.to_string(),
+            known: if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        });
+    };
+    let (scope, codes) = scope::Scopes::new(std::slice::from_ref(u), divisions)?.of(user);
+    if scope.is_all() {
+        return Ok(ctx.clone());
+    }
+    Ok(scope::scoped(ctx, user, &scope, codes.as_deref()).await?)
 }
 
 /// Binds and serves until `shutdown` completes: [`Server::bind`] then
