@@ -608,6 +608,17 @@ def cmd_compute(args):
         anc.append((r["code"], "000000", "region"))
     con.execute("create table ref.division_ancestors (county_code varchar, division_code varchar, level varchar)")
     con.executemany("insert into ref.division_ancestors values (?, ?, ?)", anc)
+    # ref.disclosure_rules as crates/models/src/reference.rs registers it from
+    # sql/disclosure.yaml (two `key: value` lines; the defaults without it)
+    rules = {"min_units": "3", "max_share": "0.85"}
+    path = os.path.join(args.sql_dir, "disclosure.yaml")
+    if os.path.exists(path):
+        for line in open(path, encoding="utf-8"):
+            key, _, value = line.split("#")[0].partition(":")
+            if key.strip() in rules and value.strip():
+                rules[key.strip()] = value.strip()
+    con.execute("create table ref.disclosure_rules (min_units bigint, max_share double)")
+    con.execute("insert into ref.disclosure_rules values (?, ?)", [int(rules["min_units"]), float(rules["max_share"])])
 
     for layer, name, sql in models(args.sql_dir):
         t = time.time()
